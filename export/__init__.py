@@ -1,0 +1,4 @@
+"""nametool's export stage: a checkpoint becomes one deployable ``.onnx`` file.
+
+Import ``nametool.export.onnx_export`` for the exporter (it needs torch and onnx).
+"""

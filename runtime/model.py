@@ -1,0 +1,130 @@
+"""Load a nametool ``.onnx`` file and use it: logits, next-char distributions, names."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from nametool.runtime.errors import ModelFileError, RequestError
+from nametool.runtime.sampling import next_char_probs, sample_names
+from nametool.runtime.schema import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelMeta
+
+DEFAULT_MODEL = "default.onnx"
+
+
+def bundled_model_path(name: str = DEFAULT_MODEL) -> Path:
+    """Path of a model file shipped in the ``nametool.models`` package."""
+    return Path(str(resources.files("nametool.models").joinpath(name)))
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: a bad file is reported by us, once
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises several unrelated types for bad files
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path}: not a loadable ONNX model ({first_line[:200]})") from None
+
+
+class NameModel:
+    """A character-level name model backed by onnxruntime. Build with :meth:`load`."""
+
+    def __init__(self, session, meta: ModelMeta, path: Path):
+        self._session = session
+        self.meta = meta
+        self.path = path
+        self.vocab = meta.vocab
+        self.context_size = meta.model.context_size
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, *, threads: int = 1) -> NameModel:
+        """Open a model file (default: the bundled model) and check it is one of ours."""
+        path = bundled_model_path() if path is None else Path(path)
+        if not path.exists():
+            raise ModelFileError(f"{path}: no such model file")
+        if not path.is_file():
+            raise ModelFileError(f"{path}: is not a file")
+        session = _session(path, threads)
+        metadata = session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in metadata:
+            raise ModelFileError(f"{path}: an ONNX file without nametool metadata (key {METADATA_KEY!r})")
+        meta = ModelMeta.from_json(metadata[METADATA_KEY])
+        _check_graph(session, meta, path)
+        return cls(session, meta, path)
+
+    def logits(self, contexts: np.ndarray) -> np.ndarray:
+        """Next-character logits for a batch of encoded contexts.
+
+        ``contexts`` is ``(batch, context_size)`` int64; returns ``(batch, vocab)`` float32.
+        """
+        contexts = np.ascontiguousarray(contexts, dtype=np.int64)
+        return self._session.run([OUTPUT_NAME], {INPUT_NAME: contexts})[0]
+
+    def encode_context(self, text: str) -> np.ndarray:
+        """The model's input for "what follows ``text``": its last characters, left-padded."""
+        try:
+            ids = self.vocab.encode(text)
+        except ValueError as exc:
+            raise RequestError(f"context {text!r}: {exc}") from None
+        ids = [self.vocab.end_id] * self.context_size + ids
+        return np.array([ids[len(ids) - self.context_size:]], dtype=np.int64)  # (1, context_size)
+
+    def next_char_distribution(self, text: str = "", *, temperature: float = 1.0) -> dict[str, float]:
+        """P(next character | ``text``), most likely first. The end token means "the name ends"."""
+        probs = next_char_probs(self.logits(self.encode_context(text)), temperature)[0]
+        order = np.argsort(-probs, kind="stable")
+        itos = self.vocab.itos()
+        return {itos[i]: float(probs[i]) for i in order}
+
+    def generate(
+        self,
+        count: int = 1,
+        *,
+        temperature: float | None = None,
+        seed: int | None = None,
+        min_len: int | None = None,
+        max_len: int | None = None,
+        batch_size: int = 1024,
+    ) -> list[str]:
+        """Sample ``count`` names. Unset options take the model's sampling defaults."""
+        defaults = self.meta.sampling
+        return sample_names(
+            self.logits,
+            self.vocab,
+            self.context_size,
+            count,
+            rng=np.random.default_rng(seed),
+            temperature=defaults.temperature if temperature is None else temperature,
+            min_len=defaults.min_len if min_len is None else min_len,
+            max_len=defaults.max_len if max_len is None else max_len,
+            batch_size=batch_size,
+        )
+
+
+def _check_graph(session, meta: ModelMeta, path: Path) -> None:
+    """The metadata must describe this graph: names, dtypes and widths agree."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
+        raise ModelFileError(
+            f"{path}: graph has inputs {[i.name for i in inputs]} and outputs "
+            f"{[o.name for o in outputs]}, expected [{INPUT_NAME!r}] and [{OUTPUT_NAME!r}]"
+        )
+    (inp,), (out,) = inputs, outputs
+    if inp.type != "tensor(int64)" or out.type != "tensor(float)":
+        raise ModelFileError(f"{path}: graph takes {inp.type} and gives {out.type}, expected int64 and float")
+    if len(inp.shape) != 2 or inp.shape[1] != meta.model.context_size:
+        raise ModelFileError(
+            f"{path}: graph input shape {inp.shape} disagrees with context_size {meta.model.context_size}"
+        )
+    if len(out.shape) != 2 or out.shape[1] != len(meta.vocab):
+        raise ModelFileError(
+            f"{path}: graph output shape {out.shape} disagrees with the vocabulary size {len(meta.vocab)}"
+        )

@@ -1,0 +1,187 @@
+"""The one schema: everything a model file says about itself.
+
+Training writes it into the checkpoint, export copies it into the ONNX file's
+metadata under ``METADATA_KEY`` as one JSON value, and the runtime reads it back
+and cross-checks it against the graph. Nothing here is stored twice: the
+vocabulary size is ``len(vocab)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from typing import Any
+
+from nametool.runtime.errors import ModelFileError
+
+SCHEMA_VERSION = 1
+ACCEPTED_SCHEMA_VERSIONS = (1,)
+METADATA_KEY = "nametool"
+INPUT_NAME = "context"
+OUTPUT_NAME = "logits"
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """Characters a model knows. Id 0 is the end token; ``chars[i]`` has id ``i + 1``."""
+
+    chars: tuple[str, ...]
+    end_token: str = "."
+
+    def __post_init__(self) -> None:
+        if any(len(c) != 1 for c in self.chars) or len(self.end_token) != 1:
+            raise ModelFileError("vocab: every character and the end token must be one character")
+        if len(set(self.chars)) != len(self.chars):
+            raise ModelFileError("vocab: characters repeat")
+        if self.end_token in self.chars:
+            raise ModelFileError(f"vocab: end token {self.end_token!r} is also a name character")
+        if not self.chars:
+            raise ModelFileError("vocab: no characters")
+
+    def __len__(self) -> int:
+        return len(self.chars) + 1
+
+    @property
+    def end_id(self) -> int:
+        return 0
+
+    def itos(self) -> tuple[str, ...]:
+        """Characters by id, the end token first."""
+        return (self.end_token, *self.chars)
+
+    def stoi(self) -> dict[str, int]:
+        return {c: i for i, c in enumerate(self.itos())}
+
+    def encode(self, text: str) -> list[int]:
+        table = self.stoi()
+        missing = sorted({c for c in text if c not in table or c == self.end_token})
+        if missing:
+            shown = ", ".join(repr(c) for c in missing)
+            raise ValueError(f"{shown} not in the vocabulary ({self.describe()})")
+        return [table[c] for c in text]
+
+    def decode(self, ids) -> str:
+        itos = self.itos()
+        return "".join(itos[i] for i in ids)
+
+    def describe(self) -> str:
+        """A short human form such as ``a-z, '.'``."""
+        chars = "".join(self.chars)
+        if chars == "abcdefghijklmnopqrstuvwxyz":
+            chars = "a-z"
+        elif len(chars) > 40:
+            chars = chars[:40] + "..."
+        return f"{chars}, end {self.end_token!r}"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network's shape (the vocabulary size comes from the vocab)."""
+
+    context_size: int
+    embed_dim: int
+    hidden: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        for name in ("context_size", "embed_dim"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ModelFileError(f"model.{name} must be a positive integer")
+        if not self.hidden or any(not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise ModelFileError("model.hidden must be one or more positive integers")
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    """How the runtime samples when the user does not say: the training length range."""
+
+    temperature: float = 1.0
+    min_len: int = 1
+    max_len: int = 32
+
+    def __post_init__(self) -> None:
+        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
+            raise ModelFileError("sampling.temperature must be a finite number >= 0")
+        if not 1 <= self.min_len <= self.max_len:
+            raise ModelFileError("sampling: need 1 <= min_len <= max_len")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the weights came from. Losses are nats per character."""
+
+    dataset: str
+    dataset_sha256: str
+    name_count: int
+    seed: int
+    steps: int
+    nametool_version: str
+    train_loss: float | None = None
+    val_loss: float | None = None
+    test_loss: float | None = None
+    train_seconds: float | None = None
+    torch_version: str | None = None
+    created: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """The whole payload stored under ``METADATA_KEY``."""
+
+    vocab: Vocab
+    model: ModelConfig
+    sampling: SamplingDefaults
+    provenance: Provenance
+    schema_version: int = field(default=SCHEMA_VERSION)
+
+    def to_json(self) -> str:
+        payload = asdict(self)
+        return json.dumps(payload, ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelMeta:
+        try:
+            payload = json.loads(text)
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise ModelFileError(f"metadata is not valid JSON ({exc})") from None
+        if not isinstance(payload, dict):
+            raise ModelFileError("metadata is not a JSON object")
+        version = payload.get("schema_version")
+        if version not in ACCEPTED_SCHEMA_VERSIONS:
+            known = ", ".join(map(str, ACCEPTED_SCHEMA_VERSIONS))
+            raise ModelFileError(
+                f"metadata schema version {version!r} is not one this nametool reads ({known}); "
+                "upgrade nametool or re-export the model"
+            )
+        try:
+            return cls(
+                vocab=_build(Vocab, payload, "vocab", tuples=("chars",)),
+                model=_build(ModelConfig, payload, "model", tuples=("hidden",)),
+                sampling=_build(SamplingDefaults, payload, "sampling"),
+                provenance=_build(Provenance, payload, "provenance"),
+                schema_version=version,
+            )
+        except TypeError as exc:
+            raise ModelFileError(f"metadata field has the wrong type ({exc})") from None
+
+    def with_provenance(self, **changes: Any) -> ModelMeta:
+        return replace(self, provenance=replace(self.provenance, **changes))
+
+
+def _build(cls, payload: dict, key: str, tuples: tuple[str, ...] = ()):
+    section = payload.get(key)
+    if not isinstance(section, dict):
+        raise ModelFileError(f"metadata is missing the {key!r} section")
+    known = {f.name: f for f in fields(cls)}
+    required = [
+        name for name, f in known.items() if f.default is MISSING and f.default_factory is MISSING
+    ]
+    missing = [name for name in required if name not in section]
+    if missing:
+        raise ModelFileError(f"metadata {key!r} is missing {', '.join(missing)}")
+    values = {name: section[name] for name in known if name in section}
+    for name in tuples:
+        if not isinstance(values[name], list):
+            raise ModelFileError(f"metadata {key}.{name} must be a list")
+        values[name] = tuple(values[name])
+    return cls(**values)

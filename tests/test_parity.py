@@ -1,0 +1,75 @@
+"""onnxruntime must give PyTorch's next-char distributions on every validation context."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from nametool.export.onnx_export import torch_probs, validation_contexts  # noqa: E402
+from nametool.runtime import NameModel  # noqa: E402
+from nametool.runtime.sampling import next_char_probs  # noqa: E402
+
+TOLERANCE = 1e-5
+
+
+@pytest.mark.parametrize("batch", [1, 7, 4096])
+def test_runtime_distributions_equal_torch_on_every_validation_context(tiny_run, batch):
+    result, onnx_path = tiny_run
+    ckpt = result.checkpoint
+    model = NameModel.load(onnx_path)
+    contexts = validation_contexts(ckpt)
+    assert len(contexts) > 100
+    worst = 0.0
+    for start in range(0, len(contexts), batch):
+        part = contexts[start:start + batch]
+        ours = next_char_probs(model.logits(part))
+        worst = max(worst, float(np.abs(ours - torch_probs(ckpt, part)).max()))
+    assert worst <= TOLERANCE
+
+
+def test_parity_check_detects_a_different_model(tiny_run):
+    """The comparison itself has teeth: perturbed torch weights break the tolerance."""
+    result, onnx_path = tiny_run
+    ckpt = result.checkpoint
+    model = NameModel.load(onnx_path)
+    contexts = validation_contexts(ckpt)
+    original = ckpt.model.mlp[-1].bias.detach().clone()
+    try:
+        with torch.no_grad():
+            ckpt.model.mlp[-1].bias[1] += 0.01
+        diff = np.abs(next_char_probs(model.logits(contexts)) - torch_probs(ckpt, contexts)).max()
+    finally:
+        with torch.no_grad():
+            ckpt.model.mlp[-1].bias.copy_(original)
+    assert diff > TOLERANCE
+
+
+def test_export_metadata_carries_the_schema_and_provenance(tiny_run):
+    result, onnx_path = tiny_run
+    meta = NameModel.load(onnx_path).meta
+    assert meta == result.checkpoint.meta
+    prov = meta.provenance
+    assert prov.dataset == "tiny_names.txt" and prov.name_count == 400 and prov.seed == 7
+    assert prov.steps == 300 and prov.val_loss == pytest.approx(result.losses["val"])
+    assert prov.test_loss == pytest.approx(result.losses["test"])
+
+
+def test_exported_file_is_self_contained_with_a_dynamic_batch(tiny_run):
+    import onnx
+
+    _, onnx_path = tiny_run
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+    assert list(onnx_path.parent.glob("*.data")) == []
+    (inp,), (out,) = proto.graph.input, proto.graph.output
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert inp.type.tensor_type.shape.dim[0].dim_param  # symbolic batch axis
+    assert inp.type.tensor_type.shape.dim[1].dim_value == 3
+
+
+def test_the_model_beats_the_bigram_baseline(tiny_run):
+    result, _ = tiny_run
+    assert result.losses["val"] < result.bigram["val"]

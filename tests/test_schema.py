@@ -1,0 +1,72 @@
+"""The one schema: JSON round trips and what a reader refuses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nametool.runtime.errors import ModelFileError
+from nametool.runtime.schema import (
+    SCHEMA_VERSION,
+    ModelConfig,
+    ModelMeta,
+    Provenance,
+    SamplingDefaults,
+    Vocab,
+)
+
+
+def make_meta(chars=tuple("abc"), end_token=".") -> ModelMeta:
+    return ModelMeta(
+        vocab=Vocab(chars=chars, end_token=end_token),
+        model=ModelConfig(context_size=3, embed_dim=10, hidden=(200,)),
+        sampling=SamplingDefaults(temperature=1.0, min_len=5, max_len=9),
+        provenance=Provenance(dataset="x", dataset_sha256="0" * 64, name_count=3, seed=1, steps=10,
+                              nametool_version="0.1.0", val_loss=2.0),
+    )
+
+
+@given(st.sets(st.characters(blacklist_categories=("Cs",), blacklist_characters="."), min_size=1, max_size=60))
+def test_round_trip_any_vocabulary(chars):
+    meta = make_meta(chars=tuple(sorted(chars)))
+    assert ModelMeta.from_json(meta.to_json()) == meta
+
+
+def test_json_keeps_non_ascii_readable():
+    meta = make_meta(chars=("अ", "é"))
+    assert "अ" in meta.to_json()
+
+
+def test_unknown_schema_version_is_refused_naming_both_versions():
+    payload = json.loads(make_meta().to_json())
+    payload["schema_version"] = 99
+    with pytest.raises(ModelFileError, match=f"version 99 is not one this nametool reads \\({SCHEMA_VERSION}\\)"):
+        ModelMeta.from_json(json.dumps(payload))
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda p: p.pop("vocab"), "missing the 'vocab' section"),
+        (lambda p: p["model"].pop("context_size"), "'model' is missing context_size"),
+        (lambda p: p["model"].update(hidden=[]), "model.hidden"),
+        (lambda p: p["model"].update(context_size=0), "model.context_size"),
+        (lambda p: p["vocab"].update(chars=["a", "a"]), "characters repeat"),
+        (lambda p: p["vocab"].update(chars=["a", "."]), "end token '.' is also a name character"),
+        (lambda p: p["sampling"].update(min_len=10), "min_len <= max_len"),
+    ],
+)
+def test_broken_fields_are_refused(mutate, message):
+    payload = json.loads(make_meta().to_json())
+    mutate(payload)
+    with pytest.raises(ModelFileError, match=message):
+        ModelMeta.from_json(json.dumps(payload))
+
+
+@pytest.mark.parametrize("text", ["", "not json", "[1, 2]"])
+def test_non_object_metadata_is_refused(text):
+    with pytest.raises(ModelFileError, match="metadata"):
+        ModelMeta.from_json(text)

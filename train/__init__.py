@@ -1,0 +1,1 @@
+"""nametool's training stage (PyTorch): names -> windows -> the Bengio MLP -> checkpoint."""

@@ -1,0 +1,142 @@
+"""Names file -> clean names -> vocabulary -> (context, next char) windows -> split.
+
+Pure Python and numpy: no torch here, so the data rules are testable anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from nametool.runtime.errors import DataError
+from nametool.runtime.schema import Vocab
+
+DEFAULT_DATASET = "indian_names"
+DEFAULT_END_TOKEN = "."
+# The lecture's assumptions define the default dataset: names of 5 to 9 letters.
+DEFAULT_MIN_LEN, DEFAULT_MAX_LEN = 5, 9
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+
+
+@dataclass(frozen=True)
+class NameSet:
+    """Clean, deduplicated names in file order, with where they came from and what was dropped."""
+
+    names: tuple[str, ...]
+    source: str
+    sha256: str
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def report(self) -> str:
+        parts = [f"{len(self.names)} names from {self.source}"]
+        parts += [f"dropped {count} {reason}" for reason, count in self.dropped.items() if count]
+        return "; ".join(parts)
+
+
+def normalise(line: str) -> str:
+    """One name as we store it: Unicode NFC, surrounding whitespace removed, lowercase."""
+    return unicodedata.normalize("NFC", line).strip().lower()
+
+
+def default_dataset_path() -> Path:
+    return Path(str(resources.files("nametool.train").joinpath("data", f"{DEFAULT_DATASET}.txt")))
+
+
+def load_names(
+    path: str | Path | None = None,
+    *,
+    min_len: int | None = None,
+    max_len: int | None = None,
+    end_token: str = DEFAULT_END_TOKEN,
+) -> NameSet:
+    """Read one name per line (UTF-8). ``path=None`` is the bundled default dataset."""
+    source = DEFAULT_DATASET if path is None else str(path)
+    path = default_dataset_path() if path is None else Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such names file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a names file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    names, dropped = clean_names(text.splitlines(), min_len=min_len, max_len=max_len, end_token=end_token)
+    if not names:
+        raise DataError(f"{path}: no usable names ({_describe(dropped) or 'the file is empty'})")
+    return NameSet(tuple(names), source, hashlib.sha256(raw).hexdigest(), dropped)
+
+
+def clean_names(lines, *, min_len=None, max_len=None, end_token=DEFAULT_END_TOKEN):
+    """Normalise, drop blanks, names holding the end token, lengths outside the bounds, duplicates."""
+    dropped: Counter[str] = Counter()
+    seen: set[str] = set()
+    names: list[str] = []
+    for line in lines:
+        name = normalise(line)
+        if not name:
+            dropped["blank lines"] += 1
+        elif end_token in name:
+            dropped[f"names containing the end token {end_token!r}"] += 1
+        elif min_len is not None and len(name) < min_len:
+            dropped[f"names shorter than {min_len}"] += 1
+        elif max_len is not None and len(name) > max_len:
+            dropped[f"names longer than {max_len}"] += 1
+        elif name in seen:
+            dropped["duplicates"] += 1
+        else:
+            seen.add(name)
+            names.append(name)
+    return names, dict(dropped)
+
+
+def _describe(dropped: dict[str, int]) -> str:
+    return ", ".join(f"{count} {reason}" for reason, count in dropped.items())
+
+
+def build_vocab(names, end_token: str = DEFAULT_END_TOKEN) -> Vocab:
+    """Every character the names use, sorted, after the end token."""
+    return Vocab(chars=tuple(sorted(set("".join(names)))), end_token=end_token)
+
+
+def split_names(names, seed: int) -> tuple[list[str], list[str], list[str]]:
+    """Deterministic 80/10/10 train/val/test split of the names (not of the windows)."""
+    n = len(names)
+    n_val = n_test = max(1, round(n * SPLIT_FRACTIONS[1]))
+    if n - n_val - n_test < 1:
+        raise DataError(f"{n} names are too few to split into train, val and test (need at least 3)")
+    order = np.random.default_rng(seed).permutation(n)
+    shuffled = [names[i] for i in order]
+    return shuffled[n_val + n_test:], shuffled[:n_val], shuffled[n_val:n_val + n_test]
+
+
+def build_windows(names, vocab: Vocab, context_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """All (context, next id) training pairs: ``aabid`` gives ``... -> a`` up to ``bid -> .``.
+
+    Returns contexts ``(windows, context_size)`` and targets ``(windows,)``, both int64.
+    """
+    stoi = vocab.stoi()
+    end = vocab.end_id
+    total = sum(len(name) + 1 for name in names)
+    contexts = np.full((total, context_size), end, dtype=np.int64)
+    targets = np.empty(total, dtype=np.int64)
+    row = 0
+    for name in names:
+        ids = [end] * context_size + [stoi[c] for c in name] + [end]
+        seq = np.array(ids, dtype=np.int64)
+        steps = len(name) + 1
+        # row j of the window view is ids[j : j + context_size], the context for ids[j + context_size]
+        view = np.lib.stride_tricks.sliding_window_view(seq[:-1], context_size)
+        contexts[row:row + steps] = view
+        targets[row:row + steps] = seq[context_size:]
+        row += steps
+    return contexts, targets
