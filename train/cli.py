@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from pathlib import Path
 
 import click
@@ -86,7 +87,7 @@ def train(data, min_len, max_len, end_token, context_size, embed_dim, hidden, st
     train_config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                                warmup=min(TrainConfig.warmup, steps // 10),
                                eval_every=max(1, min(TrainConfig.eval_every, steps // 10)))
-    with click.progressbar(length=steps, label="training", file=click.get_text_stream("stderr"),
+    with click.progressbar(length=steps, label="training", file=sys.stderr,
                            item_show_func=lambda text: text) as bar:
         state = {"val": None}
 
