@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import os
 import sys
 from functools import wraps
 
@@ -23,10 +27,50 @@ def user_errors(func):
     return wrapper
 
 
+def sampling_options(func):
+    """The options of ``generate``, shared with the PyTorch reference ``nametool sample``."""
+    options = [
+        click.option("-n", "--count", type=click.IntRange(min=0), default=10, show_default=True,
+                     help="How many names."),
+        click.option("--temperature", type=click.FloatRange(min=0), default=None,
+                     help="Softmax temperature; 0 is greedy. Default: the model's (1.0)."),
+        click.option("--top-k", type=click.IntRange(min=1), default=None,
+                     help="Sample only among the k most likely characters."),
+        click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
+                     help="Nucleus sampling: the smallest most-likely set reaching mass p."),
+        click.option("--seed", type=int, default=None, help="Random seed; the same seed gives the same names."),
+        click.option("--min-len", type=click.IntRange(min=1), default=None,
+                     help="Shortest name (the end token is masked before). Default: the training range."),
+        click.option("--max-len", type=click.IntRange(min=1), default=None,
+                     help="Longest name (the end token is forced there). Default: the training range."),
+        click.option("--prefix", default="", help="Names start with these characters."),
+        click.option("--unique", is_flag=True, help="No name twice in the output."),
+        click.option("--novel", is_flag=True, help="No name of the training data (checked in the model file)."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True,
+                     help="Names sampled together: one model call per character position."),
+        click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text",
+                     show_default=True, help="json and csv add each name's log-probability under the model."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def request_from(options: dict):
+    """Split CLI options into (engine Request, seed, output format)."""
+    from nametool.runtime.generate import Request
+
+    options = dict(options)
+    seed, fmt = options.pop("seed"), options.pop("fmt")
+    return Request(**options), seed, fmt
+
+
 model_option = click.option(
     "--model", "model_path", type=click.Path(dir_okay=False), default=None,
     help="A nametool .onnx file. Default: the bundled model.",
 )
+threads_option = click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+                              help="onnxruntime intra-op threads.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,46 +81,98 @@ def main() -> None:
 
 @main.command()
 @model_option
-@click.option("-n", "--count", type=click.IntRange(min=0), default=10, show_default=True,
-              help="How many names.")
-@click.option("--temperature", type=click.FloatRange(min=0), default=None,
-              help="Softmax temperature; 0 is greedy. Default: the model's (1.0).")
-@click.option("--seed", type=int, default=None, help="Random seed; the same seed gives the same names.")
-@click.option("--min-len", type=click.IntRange(min=1), default=None,
-              help="Shortest name. Default: the model's training range.")
-@click.option("--max-len", type=click.IntRange(min=1), default=None,
-              help="Longest name (the end is forced there). Default: the model's training range.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True,
-              help="Names sampled together, one onnxruntime call per character position.")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-              help="onnxruntime intra-op threads.")
+@sampling_options
+@threads_option
 @user_errors
-def generate(model_path, count, temperature, seed, min_len, max_len, batch_size, threads) -> None:
+def generate(model_path, threads, **options) -> None:
     """Sample names, one per line."""
+    import numpy as np
+
+    from nametool.runtime import generate as engine
     from nametool.runtime.model import NameModel
 
     model = NameModel.load(model_path, threads=threads)
-    names = model.generate(count, temperature=temperature, seed=seed, min_len=min_len,
-                           max_len=max_len, batch_size=batch_size)
-    _write_lines(names)
+    request, seed, fmt = request_from(options)
+    names = engine.generate(model.logits, model.meta, request, np.random.default_rng(seed))
+    write_names(names, fmt, model.score)
 
 
-def _write_lines(lines: list[str]) -> None:
-    """Write UTF-8 lines whatever the locale; a closed pipe (``| head``) ends quietly."""
-    out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
+def write_names(names: list[str], fmt: str, score) -> None:
+    """Print names as text lines, or as json/csv with their log-probabilities (via ``score``)."""
+    if fmt == "text":
+        write_text("".join(f"{name}\n" for name in names))
+        return
+    logps = [s.log_likelihood for s in score(names)]
+    if fmt == "json":
+        rows = [{"name": n, "logprob": round(lp, 6)} for n, lp in zip(names, logps)]
+        write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
+    else:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["name", "logprob"])
+        writer.writerows([n, f"{lp:.6f}"] for n, lp in zip(names, logps))
+        write_text(buffer.getvalue())
+
+
+@main.command()
+@click.argument("context", default="")
+@model_option
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Rows to show.")
+@click.option("--temperature", type=click.FloatRange(min=0), default=1.0, show_default=True)
+@user_errors
+def predict(context, model_path, top, temperature) -> None:
+    """The next-character distribution after CONTEXT (empty: the first character)."""
+    from nametool.runtime.model import NameModel
+
+    model = NameModel.load(model_path)
+    dist = model.next_char_distribution(context, temperature=temperature)
+    end = model.vocab.end_token
+    lines = [f"next after {context!r}:"]
+    for char, prob in list(dist.items())[:top]:
+        label = f"{char} (end)" if char == end else char
+        lines.append(f"  {label:8s} {prob:7.2%}  {'#' * round(prob * 40)}")
+    write_text("\n".join(lines) + "\n")
+
+
+@main.command()
+@click.argument("names", nargs=-1)
+@model_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@user_errors
+def score(names, model_path, fmt) -> None:
+    """Log-likelihood, per-character probabilities and perplexity of NAMES (or stdin lines)."""
+    from nametool.runtime.model import NameModel
+
+    if not names:
+        names = tuple(line for line in click.get_text_stream("stdin").read().splitlines() if line.strip())
+    if not names:
+        raise click.UsageError("give names as arguments or one per line on stdin")
+    model = NameModel.load(model_path)
+    scores = model.score(list(names))
+    if fmt == "json":
+        rows = [{"name": s.name, "log_likelihood": round(s.log_likelihood, 6),
+                 "perplexity": round(s.perplexity, 6), "char_probs": [round(p, 6) for p in s.char_probs]}
+                for s in scores]
+        write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
+        return
+    end = model.vocab.end_token
+    lines = []
+    for s in scores:
+        chars = " ".join(f"{c}:{p:.2f}" for c, p in zip([*s.name, end], s.char_probs))
+        lines.append(f"{s.name}\tlog-likelihood {s.log_likelihood:.3f}\tperplexity {s.perplexity:.2f}\t{chars}")
+    write_text("\n".join(lines) + "\n")
+
+
+def write_text(text: str) -> None:
+    """Write UTF-8 whatever the locale; a closed pipe (``| head``) ends quietly."""
     try:
-        if out is None:  # a text-only stream, as under click's test runner
-            sys.stdout.write("".join(f"{line}\n" for line in lines))
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:  # a text-only stream
+            sys.stdout.write(text)
         else:
-            out.write("".join(f"{line}\n" for line in lines).encode("utf-8"))
-            out.flush()
+            buffer.write(text.encode("utf-8"))
+        sys.stdout.flush()
     except BrokenPipeError:
-        _silence_broken_pipe()
-
-
-def _silence_broken_pipe() -> None:
-    import os
-
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    sys.exit(0)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)

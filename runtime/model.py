@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from nametool.runtime import generate as engine
 from nametool.runtime.errors import ModelFileError, RequestError
-from nametool.runtime.sampling import next_char_probs, sample_names
+from nametool.runtime.sampling import next_char_probs
 from nametool.runtime.schema import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelMeta
+from nametool.runtime.text import normalise
 
 DEFAULT_MODEL = "default.onnx"
 
@@ -84,29 +86,19 @@ class NameModel:
         itos = self.vocab.itos()
         return {itos[i]: float(probs[i]) for i in order}
 
-    def generate(
-        self,
-        count: int = 1,
-        *,
-        temperature: float | None = None,
-        seed: int | None = None,
-        min_len: int | None = None,
-        max_len: int | None = None,
-        batch_size: int = 1024,
-    ) -> list[str]:
-        """Sample ``count`` names. Unset options take the model's sampling defaults."""
-        defaults = self.meta.sampling
-        return sample_names(
-            self.logits,
-            self.vocab,
-            self.context_size,
-            count,
-            rng=np.random.default_rng(seed),
-            temperature=defaults.temperature if temperature is None else temperature,
-            min_len=defaults.min_len if min_len is None else min_len,
-            max_len=defaults.max_len if max_len is None else max_len,
-            batch_size=batch_size,
-        )
+    def generate(self, count: int = 10, *, seed: int | None = None, **options) -> list[str]:
+        """Sample ``count`` names.
+
+        Options (all keyword, unset ones take the model's defaults): ``temperature``
+        (0 is greedy), ``top_k``, ``top_p``, ``min_len``, ``max_len``, ``prefix``,
+        ``unique``, ``novel`` (no name of the training data), ``batch_size``.
+        """
+        request = engine.Request(count=count, **options)
+        return engine.generate(self.logits, self.meta, request, np.random.default_rng(seed))
+
+    def score(self, names: list[str]) -> list[engine.Score]:
+        """Log-likelihood, per-character probabilities and perplexity of each (normalised) name."""
+        return engine.score(self.logits, self.meta, [normalise(name) for name in names])
 
 
 def _check_graph(session, meta: ModelMeta, path: Path) -> None:

@@ -1,107 +1,109 @@
-"""The one sampler: logits in, names out, with an injected random generator.
+"""Sampling math on a batch of logits: masking, temperature, top-k, top-p, inverse-CDF draws.
 
-The runtime feeds it onnxruntime logits; the PyTorch reference path feeds it
-torch logits. Both draw the same uniforms from the same ``numpy.random.Generator``,
-so the same seed gives the same names on both sides at any temperature.
-
-Randomness is laid out as one uniform per (name, position): name ``i`` reads row
-``i`` of a ``(count, max_len)`` matrix drawn chunk by chunk in order. A
-Generator fills consecutive draws from one stream, so the names do not depend on
-how many are run through the model at once.
+Pure numpy and stateless: randomness arrives as uniforms drawn by the caller
+from an injected ``numpy.random.Generator``. The runtime and the PyTorch
+reference path both use these functions, so they cannot drift apart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-from nametool.runtime.errors import RequestError
-from nametool.runtime.schema import Vocab
-
-LogitsFn = Callable[[np.ndarray], np.ndarray]  # (batch, context_size) int64 -> (batch, vocab) float
+# Below this a temperature underflows float32 arithmetic; such draws take the float64 path.
+FLOAT32_SAFE_TEMPERATURE = 1e-30
 
 
-def next_char_probs(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Softmax of ``logits / temperature`` per row; temperature 0 puts all mass on the argmax."""
+def next_char_probs(
+    logits: np.ndarray, temperature: float = 1.0, *, top_k: int | None = None, top_p: float | None = None
+) -> np.ndarray:
+    """Sampling distribution per row: softmax of ``logits / temperature``, then top-k, then top-p.
+
+    Temperature 0 puts all mass on the argmax. Rows need not be renormalised after
+    top-k/top-p: :func:`sample_ids` scales by each row's total.
+    """
     logits = np.asarray(logits, dtype=np.float64)  # (batch, vocab)
     if temperature == 0:
         probs = np.zeros_like(logits)
         probs[np.arange(len(logits)), logits.argmax(axis=1)] = 1.0
         return probs
-    scaled = logits / temperature
-    scaled -= scaled.max(axis=1, keepdims=True)
-    np.exp(scaled, out=scaled)
-    scaled /= scaled.sum(axis=1, keepdims=True)
-    return scaled
+    if top_k is not None and top_k < logits.shape[1]:
+        logits = keep_top_k(logits, top_k)
+    scaled = logits - logits.max(axis=1, keepdims=True)  # <= 0 before dividing: no inf - inf
+    scaled /= temperature
+    probs = np.exp(scaled, out=scaled)
+    probs /= probs.sum(axis=1, keepdims=True)
+    if top_p is not None and top_p < 1:
+        probs = keep_top_p(probs, top_p)
+    return probs
+
+
+def keep_top_k(logits: np.ndarray, k: int) -> np.ndarray:
+    """Set all but the ``k`` largest logits of each row to -inf (exactly ``k`` survive)."""
+    keep = np.argpartition(-logits, k - 1, axis=1)[:, :k]  # (batch, k) ids, unordered
+    out = np.full_like(logits, -np.inf)
+    np.put_along_axis(out, keep, np.take_along_axis(logits, keep, axis=1), axis=1)
+    return out
+
+
+def keep_top_p(probs: np.ndarray, p: float) -> np.ndarray:
+    """Zero all but the smallest most-likely set of each row whose mass reaches ``p``."""
+    order = np.argsort(-probs, axis=1, kind="stable")
+    ranked = np.take_along_axis(probs, order, axis=1)
+    before = np.cumsum(ranked, axis=1) - ranked  # mass of the more likely ids
+    ranked[before >= p] = 0.0  # the id that crosses p is the last one kept
+    out = np.empty_like(probs)
+    np.put_along_axis(out, order, ranked, axis=1)
+    return out
 
 
 def sample_ids(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
-    """Inverse-CDF draw: for each row, the first id whose cumulative probability exceeds u."""
-    cdf = np.cumsum(probs, axis=1)  # (batch, vocab)
-    ids = (cdf <= uniforms[:, None] * cdf[:, -1:]).sum(axis=1)
-    return np.minimum(ids, probs.shape[1] - 1)
+    """Inverse-CDF draw: for each row, the first id whose cumulative mass exceeds ``u * total``.
 
-
-def check_request(count: int, temperature: float, min_len: int, max_len: int) -> None:
-    if count < 0:
-        raise RequestError(f"count {count} is negative")
-    if not temperature >= 0 or not np.isfinite(temperature):
-        raise RequestError(f"temperature {temperature} must be a finite number >= 0")
-    if min_len < 1:
-        raise RequestError(f"min_len {min_len} must be at least 1")
-    if max_len < min_len:
-        raise RequestError(f"max_len {max_len} is below min_len {min_len}")
-
-
-def sample_names(
-    logits_fn: LogitsFn,
-    vocab: Vocab,
-    context_size: int,
-    count: int,
-    *,
-    rng: np.random.Generator,
-    temperature: float = 1.0,
-    min_len: int = 1,
-    max_len: int = 32,
-    batch_size: int = 1024,
-) -> list[str]:
-    """Sample ``count`` names; every name has ``min_len`` to ``max_len`` characters.
-
-    The end token is masked while a name is shorter than ``min_len`` and forced
-    once it reaches ``max_len``, so generation always ends.
+    ``probs`` need not sum to one. An id of zero mass is never drawn.
     """
-    check_request(count, temperature, min_len, max_len)
-    if batch_size < 1:
-        raise RequestError(f"batch size {batch_size} must be at least 1")
-    names: list[str] = []
-    for start in range(0, count, batch_size):
-        rows = min(batch_size, count - start)
-        uniforms = rng.random((rows, max_len))  # one draw per (name, position)
-        names.extend(
-            _sample_chunk(logits_fn, vocab, context_size, uniforms,
-                          temperature=temperature, min_len=min_len, max_len=max_len)
-        )
-    return names
+    cdf = np.cumsum(probs, axis=1)  # (batch, vocab)
+    total = cdf[:, -1]
+    threshold = np.minimum(uniforms * total, np.nextafter(total, 0))  # u * total may round up to total
+    return (cdf <= threshold[:, None]).sum(axis=1)
 
 
-def _sample_chunk(logits_fn, vocab, context_size, uniforms, *, temperature, min_len, max_len):
-    rows = len(uniforms)
-    end = vocab.end_id
-    context = np.full((rows, context_size), end, dtype=np.int64)  # left-padded with the end token
-    out = np.full((rows, max_len), end, dtype=np.int64)
-    active = np.arange(rows)
-    for pos in range(max_len):  # a name still going at max_len ends there: the end is forced
-        logits = np.array(logits_fn(context[active]), dtype=np.float64)  # (active, vocab)
-        if pos < min_len:
-            logits[:, end] = -np.inf
-        ids = sample_ids(next_char_probs(logits, temperature), uniforms[active, pos])
-        done = ids == end
-        keep = active[~done]
-        out[keep, pos] = ids[~done]
-        context[keep] = np.concatenate([context[keep, 1:], ids[~done, None]], axis=1)
-        active = keep
-        if not len(active):
-            break
-    itos = vocab.itos()
-    return ["".join(itos[i] for i in row if i != end) for row in out]
+def draw(
+    logits: np.ndarray,
+    uniforms: np.ndarray,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    forbid: int | None = None,
+) -> np.ndarray:
+    """One id per row from ``next_char_probs(logits, ...)``, with ``forbid`` (an id) masked out.
+
+    The plain case (temperature > 0, no top-k or top-p) is the hot loop of generation
+    and runs transposed, ``(vocab, batch)``, so every reduction is a vector operation
+    across the batch instead of a short loop per row; it draws what
+    ``sample_ids(next_char_probs(...))`` draws, in float32.
+    """
+    plain = temperature >= FLOAT32_SAFE_TEMPERATURE and top_k is None and (top_p is None or top_p == 1)
+    if not plain:
+        logits = np.array(logits, dtype=np.float64)
+        if forbid is not None:
+            logits[:, forbid] = -np.inf
+        return sample_ids(next_char_probs(logits, temperature, top_k=top_k, top_p=top_p), uniforms)
+    x = np.array(logits.T, dtype=np.float32, order="C")  # (vocab, batch)
+    if forbid is not None:
+        x[forbid] = -np.inf
+    x -= x.max(axis=0)
+    if temperature != 1:
+        x /= np.float32(temperature)
+    np.exp(x, out=x)
+    for i in range(1, len(x)):  # cumulative sum down the vocabulary, a batch-wide add per id
+        x[i] += x[i - 1]
+    total = x[-1]
+    threshold = np.minimum((uniforms * total).astype(np.float32), np.nextafter(total, np.float32(0)))
+    return (x <= threshold).view(np.uint8).sum(axis=0, dtype=np.intp)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))

@@ -14,6 +14,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
 from nametool.runtime.errors import ModelFileError
+from nametool.runtime.known import KnownNames
 
 SCHEMA_VERSION = 1
 ACCEPTED_SCHEMA_VERSIONS = (1,)
@@ -132,6 +133,7 @@ class ModelMeta:
     model: ModelConfig
     sampling: SamplingDefaults
     provenance: Provenance
+    known_names: KnownNames | None = None  # what --novel checks against: every name of the dataset
     schema_version: int = field(default=SCHEMA_VERSION)
 
     def to_json(self) -> str:
@@ -159,6 +161,8 @@ class ModelMeta:
                 model=_build(ModelConfig, payload, "model", tuples=("hidden",)),
                 sampling=_build(SamplingDefaults, payload, "sampling"),
                 provenance=_build(Provenance, payload, "provenance"),
+                known_names=(_build(KnownNames, payload, "known_names")
+                             if payload.get("known_names") is not None else None),
                 schema_version=version,
             )
         except TypeError as exc:

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from nametool.runtime.known import KnownNames
+from nametool.runtime.schema import ModelConfig, ModelMeta, Provenance, SamplingDefaults, Vocab
+
 TINY_NAMES = Path(__file__).parent / "data" / "tiny_names.txt"
 BLOCKER = Path(__file__).parent / "block_imports.py"
 
@@ -31,3 +34,15 @@ def tiny_run(tmp_path_factory):
     onnx_path = folder / "model.onnx"
     export_onnx(result.checkpoint, onnx_path)
     return result, onnx_path
+
+
+def make_meta(chars=tuple("abc"), end_token=".", context_size=3, min_len=1, max_len=9, known=None) -> ModelMeta:
+    """A schema value for tests that need one without a trained model."""
+    return ModelMeta(
+        vocab=Vocab(chars=tuple(chars), end_token=end_token),
+        model=ModelConfig(context_size=context_size, embed_dim=10, hidden=(200,)),
+        sampling=SamplingDefaults(temperature=1.0, min_len=min_len, max_len=max_len),
+        provenance=Provenance(dataset="x", dataset_sha256="0" * 64, name_count=3, seed=1, steps=10,
+                              nametool_version="0.1.0", val_loss=2.0),
+        known_names=None if known is None else KnownNames.from_names(known),
+    )

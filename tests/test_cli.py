@@ -83,5 +83,70 @@ def test_generate_errors_are_one_line(tmp_path):
     assert missing.exit_code == 1 and "no such model file" in missing.output
     bad = runner.invoke(run_main, ["generate", "--temperature", "-1"])
     assert bad.exit_code == 2 and "--temperature" in bad.output
-    bounds = runner.invoke(run_main, ["generate", "--min-len", "8", "--max-len", "3"])
-    assert bounds.exit_code == 1 and "max_len 3 is below min_len 8" in bounds.output
+
+
+def test_nametool_sample_equals_nametool_run_generate(tiny_run):
+    result, onnx_path = tiny_run
+    args = ["-n", "40", "--seed", "9", "--temperature", "0.9", "--top-k", "10", "--prefix", "a", "--format", "csv"]
+    runner = CliRunner()
+    theirs = runner.invoke(tool_main, ["sample", "--checkpoint", str(result.path), *args])
+    ours = runner.invoke(run_main, ["generate", "--model", str(onnx_path), *args])
+    assert ours.exit_code == theirs.exit_code == 0, ours.output + theirs.output
+    our_rows = [line.split(",") for line in ours.output.splitlines()]
+    their_rows = [line.split(",") for line in theirs.output.splitlines()]
+    assert our_rows[0] == ["name", "logprob"] and len(our_rows) == 41
+    assert [r[0] for r in our_rows] == [r[0] for r in their_rows]
+    assert all(abs(float(a[1]) - float(b[1])) < 1e-4 for a, b in zip(our_rows[1:], their_rows[1:]))
+
+
+def test_generate_json_gives_names_with_log_probabilities():
+    import json
+
+    result = CliRunner().invoke(run_main, ["generate", "-n", "5", "--seed", "1", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [set(r) for r in rows] == [{"name", "logprob"}] * 5
+    assert all(r["logprob"] < 0 for r in rows)
+    text = CliRunner().invoke(run_main, ["generate", "-n", "5", "--seed", "1"]).output.split()
+    assert [r["name"] for r in rows] == text
+
+
+def test_predict_prints_a_sorted_table():
+    result = CliRunner().invoke(run_main, ["predict", "abi", "--top", "4"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "next after 'abi':" and len(lines) == 5
+    probs = [float(line.split()[1].rstrip("%")) for line in lines[1:]]
+    assert probs == sorted(probs, reverse=True) and probs[0] > 10
+
+
+def test_score_reads_arguments_and_stdin():
+    runner = CliRunner()
+    args = runner.invoke(run_main, ["score", "aabid", "xqzzy"])
+    assert args.exit_code == 0, args.output
+    first, second = args.output.splitlines()
+    assert first.startswith("aabid\tlog-likelihood") and "perplexity" in first and "d:" in first
+    assert float(first.split("\t")[1].split()[1]) > float(second.split("\t")[1].split()[1])
+    piped = runner.invoke(run_main, ["score"], input="aabid\n\nxqzzy\n")
+    assert piped.output == args.output
+    bad = runner.invoke(run_main, ["score", "ab3"])
+    assert bad.exit_code == 1 and "'3' not in the vocabulary" in bad.output
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--top-p", "1.5"], 2, "--top-p"),
+        (["--top-k", "0"], 2, "--top-k"),
+        (["--temperature", "-1"], 2, "--temperature"),
+        (["-n", "-3"], 2, "--count"),
+        (["--prefix", "zoë"], 1, "prefix 'zoë': 'ë' not in the vocabulary"),
+        (["--prefix", "abcdefghij"], 1, "longer than max-len 9"),
+        (["--min-len", "8", "--max-len", "3"], 1, "max-len 3 is below min-len 8"),
+        (["-n", "5", "--temperature", "0", "--unique"], 1, "found only 1 unique names of the 5"),
+    ],
+)
+def test_generate_refuses_impossible_requests_in_one_line(args, code, message):
+    result = CliRunner().invoke(run_main, ["generate", *args])
+    assert result.exit_code == code, result.output
+    assert message in result.output and "Traceback" not in result.output

@@ -9,30 +9,31 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nametool.runtime.errors import ModelFileError
-from nametool.runtime.schema import (
-    SCHEMA_VERSION,
-    ModelConfig,
-    ModelMeta,
-    Provenance,
-    SamplingDefaults,
-    Vocab,
-)
+from nametool.runtime.known import KnownNames
+from nametool.runtime.schema import SCHEMA_VERSION, ModelMeta
 
-
-def make_meta(chars=tuple("abc"), end_token=".") -> ModelMeta:
-    return ModelMeta(
-        vocab=Vocab(chars=chars, end_token=end_token),
-        model=ModelConfig(context_size=3, embed_dim=10, hidden=(200,)),
-        sampling=SamplingDefaults(temperature=1.0, min_len=5, max_len=9),
-        provenance=Provenance(dataset="x", dataset_sha256="0" * 64, name_count=3, seed=1, steps=10,
-                              nametool_version="0.1.0", val_loss=2.0),
-    )
+from .conftest import make_meta
 
 
 @given(st.sets(st.characters(blacklist_categories=("Cs",), blacklist_characters="."), min_size=1, max_size=60))
 def test_round_trip_any_vocabulary(chars):
     meta = make_meta(chars=tuple(sorted(chars)))
     assert ModelMeta.from_json(meta.to_json()) == meta
+
+
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"),
+                        min_size=1, max_size=15), max_size=40))
+def test_known_names_round_trip_exactly(names):
+    meta = make_meta(known=names)
+    again = ModelMeta.from_json(meta.to_json())
+    assert again.known_names.names == frozenset(names)
+    assert again.known_names.count == len(set(names))
+
+
+def test_known_names_corruption_is_a_model_file_error():
+    known = KnownNames(count=2, data="not base64!")
+    with pytest.raises(ModelFileError, match="known_names is corrupt"):
+        "x" in known
 
 
 def test_json_keeps_non_ascii_readable():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from nametool.runtime.cli import user_errors
+from nametool.runtime.cli import request_from, sampling_options, user_errors, write_names
 from nametool.train.config import DEFAULT_MODEL, TrainConfig
 
 TRAIN_EXTRA = "pip install 'nametool[train]'"
@@ -144,3 +144,21 @@ def export(output, checkpoint, opset, force):
     click.echo(f"exported {path} -> {report.path} ({report.size_bytes / 1024:.1f} KiB)")
     click.echo(f"parity: onnxruntime vs PyTorch on {report.contexts_checked} validation contexts, "
                f"max |dp| = {report.max_abs_diff:.2e}")
+
+
+@main.command()
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Checkpoint to sample. Default: the newest under ./runs/")
+@sampling_options
+@user_errors
+def sample(checkpoint, **options):
+    """Sample names with PyTorch: the reference that nametool-run generate must equal, seed for seed."""
+    _require_torch()
+    from nametool.runtime import generate as engine
+    from nametool.train.checkpoint import load_checkpoint, newest_checkpoint
+    from nametool.train.reference import sample_with_torch, torch_logits_fn
+
+    ckpt = load_checkpoint(Path(checkpoint) if checkpoint else newest_checkpoint(RUNS_DIR))
+    request, seed, fmt = request_from(options)
+    names = sample_with_torch(ckpt, request, seed)
+    write_names(names, fmt, lambda batch: engine.score(torch_logits_fn(ckpt), ckpt.meta, batch))

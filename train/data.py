@@ -6,7 +6,6 @@ Pure Python and numpy: no torch here, so the data rules are testable anywhere.
 from __future__ import annotations
 
 import hashlib
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
@@ -16,6 +15,7 @@ import numpy as np
 
 from nametool.runtime.errors import DataError
 from nametool.runtime.schema import Vocab
+from nametool.runtime.text import normalise
 
 DEFAULT_DATASET = "indian_names"
 DEFAULT_END_TOKEN = "."
@@ -37,11 +37,6 @@ class NameSet:
         parts = [f"{len(self.names)} names from {self.source}"]
         parts += [f"dropped {count} {reason}" for reason, count in self.dropped.items() if count]
         return "; ".join(parts)
-
-
-def normalise(line: str) -> str:
-    """One name as we store it: Unicode NFC, surrounding whitespace removed, lowercase."""
-    return unicodedata.normalize("NFC", line).strip().lower()
 
 
 def default_dataset_path() -> Path:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from nametool.runtime import __version__
+from nametool.runtime.known import KnownNames
 from nametool.runtime.schema import ModelConfig, ModelMeta, Provenance, SamplingDefaults
 from nametool.train.baseline import bigram_loss
 from nametool.train.checkpoint import Checkpoint, save_checkpoint
@@ -60,6 +61,7 @@ def run_training(
             train_seconds=round(seconds, 2), torch_version=torch.__version__,
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         ),
+        known_names=KnownNames.from_names(names.names),
     )
     ckpt = Checkpoint(meta, model, splits, history)
     save_checkpoint(out, ckpt, force=force)

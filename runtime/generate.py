@@ -1,0 +1,207 @@
+"""The generation engine: all names advance together, one model call per character position.
+
+Randomness is laid out as one uniform per (name, position): name ``i`` of a
+request reads row ``i`` of a ``(count, max_len)`` matrix, drawn chunk by chunk
+in order from the injected ``numpy.random.Generator``. Consecutive draws come
+from one stream, so the names do not depend on how many run through the model
+at once. The runtime passes onnxruntime's logits, the PyTorch reference path
+torch's: the same seed gives the same names on both sides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from nametool.runtime.errors import RequestError
+from nametool.runtime.sampling import draw, log_softmax
+from nametool.runtime.schema import ModelMeta
+
+LogitsFn = Callable[[np.ndarray], np.ndarray]  # (batch, context_size) int64 -> (batch, vocab) float
+
+UNIQUE_DRAW_FACTOR = 20  # --unique/--novel give up after 20 * count + 1000 draws
+UNIQUE_DRAW_EXTRA = 1000
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for. ``None`` lengths and temperature take the model's defaults."""
+
+    count: int = 10
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    min_len: int | None = None
+    max_len: int | None = None
+    prefix: str = ""
+    unique: bool = False
+    novel: bool = False
+    batch_size: int = 1024
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A request checked against a model: every value settled and possible."""
+
+    count: int
+    temperature: float
+    top_k: int | None
+    top_p: float | None
+    min_len: int
+    max_len: int
+    prefix_ids: tuple[int, ...]
+    unique: bool
+    novel: bool
+    batch_size: int
+
+
+def plan(request: Request, meta: ModelMeta) -> Plan:
+    """Fill defaults from the model and refuse what cannot be done, naming the value."""
+    r, defaults = request, meta.sampling
+    temperature = defaults.temperature if r.temperature is None else r.temperature
+    min_len = defaults.min_len if r.min_len is None else r.min_len
+    max_len = defaults.max_len if r.max_len is None else r.max_len
+    if r.count < 0:
+        raise RequestError(f"count {r.count} is negative")
+    if not (temperature >= 0 and np.isfinite(temperature)):
+        raise RequestError(f"temperature {temperature} must be a finite number >= 0")
+    if r.top_k is not None and r.top_k < 1:
+        raise RequestError(f"top-k {r.top_k} must be at least 1")
+    if r.top_p is not None and not 0 < r.top_p <= 1:
+        raise RequestError(f"top-p {r.top_p} must be in (0, 1]")
+    if min_len < 1:
+        raise RequestError(f"min-len {min_len} must be at least 1")
+    if max_len < min_len:
+        raise RequestError(f"max-len {max_len} is below min-len {min_len}")
+    if r.batch_size < 1:
+        raise RequestError(f"batch size {r.batch_size} must be at least 1")
+    try:
+        prefix_ids = tuple(meta.vocab.encode(r.prefix))
+    except ValueError as exc:
+        raise RequestError(f"prefix {r.prefix!r}: {exc}") from None
+    if len(prefix_ids) > max_len:
+        raise RequestError(f"prefix {r.prefix!r} is longer than max-len {max_len}")
+    if r.novel and meta.known_names is None:
+        raise RequestError("this model file carries no training names, so --novel cannot check them")
+    return Plan(r.count, temperature, r.top_k, r.top_p, min_len, max_len, prefix_ids,
+                r.unique, r.novel, r.batch_size)
+
+
+def generate(logits_fn: LogitsFn, meta: ModelMeta, request: Request, rng: np.random.Generator) -> list[str]:
+    """Sample names as ``request`` says; with unique/novel, draw until enough pass, within a bound."""
+    p = plan(request, meta)
+    if not (p.unique or p.novel):
+        return sample_names(logits_fn, meta, p, p.count, rng)
+    known = meta.known_names.names if p.novel else frozenset()
+    kept: list[str] = []
+    seen: set[str] = set()
+    budget = UNIQUE_DRAW_FACTOR * p.count + UNIQUE_DRAW_EXTRA
+    drawn = 0
+    while len(kept) < p.count:
+        if drawn >= budget:
+            wanted = " and ".join(w for w, on in (("unique", p.unique), ("novel", p.novel)) if on)
+            raise RequestError(
+                f"found only {len(kept)} {wanted} names of the {p.count} asked for in {drawn} draws; "
+                "ask for fewer, or loosen temperature, top-k, top-p, prefix or lengths"
+            )
+        missing = p.count - len(kept)
+        batch = min(budget - drawn, missing + missing // 4 + 16)
+        for name in sample_names(logits_fn, meta, p, batch, rng):
+            if name in known or (p.unique and name in seen):
+                continue
+            seen.add(name)
+            kept.append(name)
+            if len(kept) == p.count:
+                break
+        drawn += batch
+    return kept
+
+
+def sample_names(logits_fn: LogitsFn, meta: ModelMeta, p: Plan, count: int, rng: np.random.Generator) -> list[str]:
+    names: list[str] = []
+    for start in range(0, count, p.batch_size):
+        uniforms = rng.random((min(p.batch_size, count - start), p.max_len))  # one per (name, position)
+        names.extend(_sample_chunk(logits_fn, meta, p, uniforms))
+    return names
+
+
+def _sample_chunk(logits_fn: LogitsFn, meta: ModelMeta, p: Plan, uniforms: np.ndarray) -> list[str]:
+    rows, end = len(uniforms), meta.vocab.end_id
+    context_size = meta.model.context_size
+    start = (end,) * context_size + p.prefix_ids
+    context = np.tile(np.array(start[len(start) - context_size:], dtype=np.int64), (rows, 1))
+    out = np.full((rows, p.max_len), end, dtype=np.int64)
+    out[:, :len(p.prefix_ids)] = p.prefix_ids
+    row = np.arange(rows)  # which output row each still-active context belongs to
+    for pos in range(len(p.prefix_ids), p.max_len):  # a name reaching max_len ends: the end is forced
+        ids = draw(logits_fn(context), uniforms[row, pos], temperature=p.temperature, top_k=p.top_k,
+                   top_p=p.top_p, forbid=end if pos < p.min_len else None)
+        going = ids != end
+        if not going.all():  # retire finished names
+            row, context, ids = row[going], context[going], ids[going]
+            if not len(row):
+                break
+        out[row, pos] = ids
+        context[:, :-1] = context[:, 1:]
+        context[:, -1] = ids
+    return _decode_rows(out, meta)
+
+
+def _decode_rows(out: np.ndarray, meta: ModelMeta) -> list[str]:
+    """Names from id rows, each padded after its end with the end id.
+
+    Ids map to code points, the end to NUL, and each row is read as one fixed-width
+    numpy string, which drops the trailing NULs: no Python loop per name.
+    """
+    codes = np.array([0, *map(ord, meta.vocab.chars)], dtype=np.uint32)  # end id 0 -> NUL
+    rows = np.ascontiguousarray(codes[out])  # (names, max_len)
+    return rows.view(f"<U{out.shape[1]}").ravel().tolist()
+
+
+@dataclass(frozen=True)
+class Score:
+    """How likely the model finds a name: log-likelihood in nats, including the end."""
+
+    name: str
+    logprobs: tuple[float, ...]  # log P(each character, then the end | what came before)
+
+    @property
+    def char_probs(self) -> tuple[float, ...]:
+        return tuple(float(np.exp(lp)) for lp in self.logprobs)
+
+    @property
+    def log_likelihood(self) -> float:
+        return float(np.sum(self.logprobs))
+
+    @property
+    def perplexity(self) -> float:
+        """exp of the mean negative log-likelihood per character (the end counts as one)."""
+        return float(np.exp(-self.log_likelihood / len(self.logprobs)))
+
+
+def score(logits_fn: LogitsFn, meta: ModelMeta, names: list[str], chunk: int = 65536) -> list[Score]:
+    """Per-character probabilities of each name (and of its end) under the model."""
+    vocab, context_size = meta.vocab, meta.model.context_size
+    end = vocab.end_id
+    windows, targets = [], []
+    for name in names:
+        try:
+            ids = vocab.encode(name)
+        except ValueError as exc:
+            raise RequestError(f"name {name!r}: {exc}") from None
+        padded = [end] * context_size + ids + [end]
+        for j in range(len(ids) + 1):
+            windows.append(padded[j:j + context_size])
+            targets.append(padded[j + context_size])
+    if not windows:
+        return []
+    contexts = np.array(windows, dtype=np.int64)  # (windows, context_size)
+    target = np.array(targets)
+    logp = np.concatenate([
+        log_softmax(logits_fn(contexts[s:s + chunk]))[np.arange(len(target[s:s + chunk])), target[s:s + chunk]]
+        for s in range(0, len(contexts), chunk)
+    ])
+    bounds = np.cumsum([0] + [len(n) + 1 for n in names])
+    return [Score(name, tuple(logp[bounds[i]:bounds[i + 1]].tolist())) for i, name in enumerate(names)]

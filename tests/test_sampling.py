@@ -1,0 +1,191 @@
+"""The sampler: it draws from the model's (adjusted) distribution, honours every constraint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from nametool.runtime.errors import RequestError
+from nametool.runtime.generate import Request, generate, plan
+from nametool.runtime.sampling import draw, keep_top_k, keep_top_p, next_char_probs, sample_ids
+
+from .conftest import make_meta
+
+LOGITS = np.array([0.3, 2.0, -1.0, 1.2, 0.0, -0.5, 1.7, 0.9, -2.0, 0.5])  # a fixed 10-way distribution
+
+
+def chi_square_critical(df: int, z: float = 3.09) -> float:
+    """Upper 0.1% point of chi-square(df), Wilson-Hilferty approximation (z = 3.09)."""
+    return df * (1 - 2 / (9 * df) + z * np.sqrt(2 / (9 * df))) ** 3
+
+
+def chi_square(counts: np.ndarray, probs: np.ndarray) -> tuple[float, int]:
+    """Statistic and degrees of freedom; bins expecting fewer than 5 draws are pooled."""
+    expected = probs / probs.sum() * counts.sum()
+    small = expected < 5
+    obs = np.append(counts[~small], counts[small].sum())
+    exp = np.append(expected[~small], expected[small].sum())
+    obs, exp = obs[exp > 0], exp[exp > 0]
+    return float(((obs - exp) ** 2 / exp).sum()), len(exp) - 1
+
+
+def draws(n: int, seed: int, **options) -> np.ndarray:
+    uniforms = np.random.default_rng(seed).random(n)
+    ids = draw(np.tile(LOGITS, (n, 1)).astype(np.float32), uniforms, **options)
+    return np.bincount(ids, minlength=len(LOGITS))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"temperature": 0.5}, {"temperature": 2.0}, {"top_k": 4}, {"top_p": 0.8},
+     {"temperature": 1.5, "top_k": 6, "top_p": 0.9}, {"forbid": 1}],
+)
+def test_empirical_frequencies_match_the_adjusted_distribution(options):
+    counts = draws(40_000, seed=11, **options)
+    forbid = options.pop("forbid", None)
+    logits = LOGITS.copy()
+    if forbid is not None:
+        logits[forbid] = -np.inf
+    probs = next_char_probs(logits[None], options.get("temperature", 1.0),
+                            top_k=options.get("top_k"), top_p=options.get("top_p"))[0]
+    assert counts[probs == 0].sum() == 0  # nothing outside the support
+    stat, df = chi_square(counts, probs)
+    assert stat < chi_square_critical(df)
+
+
+def test_chi_square_check_catches_the_wrong_temperature():
+    stat, df = chi_square(draws(40_000, seed=11, temperature=1.3), next_char_probs(LOGITS[None])[0])
+    assert stat > chi_square_critical(df)
+
+
+def test_plain_draws_equal_the_reference_inverse_cdf():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(5000, 27)).astype(np.float32) * 3
+    uniforms = rng.random(5000)
+    fast = draw(logits, uniforms, temperature=0.8)
+    reference = sample_ids(next_char_probs(logits, 0.8), uniforms)
+    assert (fast == reference).mean() > 0.999  # float32 vs float64 may split a hair-width boundary
+
+
+def test_temperature_zero_is_argmax():
+    assert next_char_probs(np.array([[1.0, 3.0, 2.0]]), 0).tolist() == [[0, 1, 0]]
+    assert draw(np.array([[1.0, 3.0, 2.0]]), np.array([0.99]), temperature=0).tolist() == [1]
+
+
+def test_sample_ids_inverts_the_cdf_and_never_draws_zero_mass():
+    probs = np.array([[0.5, 0.25, 0.25, 0.0]] * 5)
+    assert sample_ids(probs, np.array([0.0, 0.49, 0.5, 0.999, 1 - 1e-17])).tolist() == [0, 0, 1, 2, 2]
+
+
+logit_rows = arrays(np.float64, st.tuples(st.integers(1, 8), st.integers(2, 30)),
+                    elements=st.floats(-20, 20, allow_nan=False), unique=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(logits=logit_rows, k=st.integers(1, 30), seed=st.integers(0, 2**32 - 1))
+def test_top_k_only_returns_the_k_most_likely(logits, k, seed):
+    k = min(k, logits.shape[1])
+    ids = draw(logits, np.random.default_rng(seed).random(len(logits)), top_k=k)
+    top = np.argsort(-logits, axis=1)[:, :k]
+    assert all(i in row for i, row in zip(ids, top))
+    assert (np.isfinite(keep_top_k(logits, k)).sum(axis=1) == k).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(logits=logit_rows, p=st.floats(0.01, 0.99))
+def test_top_p_keeps_the_smallest_set_reaching_p(logits, p):
+    probs = next_char_probs(logits)
+    kept = keep_top_p(probs, p)
+    for full, row in zip(probs, kept):
+        chosen = row > 0
+        assert np.allclose(row[chosen], full[chosen])
+        assert full[chosen].sum() >= p - 1e-12  # reaches p
+        smallest = full[chosen].min()
+        assert full[chosen].sum() - smallest < p + 1e-12  # and no smaller most-likely set does
+        assert full[~chosen].max(initial=0) <= smallest  # the most likely ones
+
+
+# The engine on a hand-made model: uniform over a, b, c and the end.
+
+META = make_meta(chars="abc", context_size=2, min_len=1, max_len=9, known=["ab", "ba", "abc"])
+
+
+def uniform_logits(contexts):
+    return np.zeros((len(contexts), 4), dtype=np.float32)
+
+
+def run(count=20, seed=0, **options):
+    return generate(uniform_logits, META, Request(count=count, **options), np.random.default_rng(seed))
+
+
+@settings(max_examples=60, deadline=None)
+@given(count=st.integers(0, 40), min_len=st.integers(1, 5), extra=st.integers(0, 5),
+       prefix=st.text(alphabet="abc", max_size=4), temperature=st.floats(0, 3),
+       seed=st.integers(0, 2**32 - 1))
+def test_names_respect_bounds_prefix_and_vocabulary(count, min_len, extra, prefix, temperature, seed):
+    max_len = max(min_len + extra, len(prefix))
+    names = run(count, seed, min_len=min_len, max_len=max_len, prefix=prefix, temperature=temperature)
+    assert len(names) == count
+    for name in names:
+        assert max(min_len, len(prefix)) <= len(name) <= max_len
+        assert name.startswith(prefix) and set(name) <= set("abc")
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), batch=st.integers(1, 50), top_k=st.sampled_from([None, 2]))
+def test_same_seed_same_names_whatever_the_batch_size(seed, batch, top_k):
+    assert run(60, seed, batch_size=batch, top_k=top_k) == run(60, seed, batch_size=1024, top_k=top_k)
+
+
+def test_an_impossible_end_token_still_stops_at_max_len():
+    def never_end(contexts):
+        logits = np.zeros((len(contexts), 4), dtype=np.float32)
+        logits[:, 0] = -1e9
+        return logits
+
+    names = generate(never_end, META, Request(count=10, max_len=6), np.random.default_rng(0))
+    assert [len(n) for n in names] == [6] * 10
+
+
+def test_min_len_masks_the_end_token():
+    names = run(200, min_len=4, max_len=9)
+    assert min(map(len, names)) == 4  # uniform model ends often: the mask is what holds
+
+
+def test_unique_and_novel():
+    names = run(30, seed=1, unique=True, novel=True, max_len=4)
+    assert len(set(names)) == 30 and not {"ab", "ba", "abc"} & set(names)
+
+
+def test_unique_that_cannot_be_met_fails_fast():
+    with pytest.raises(RequestError, match="found only 3 unique names of the 5 asked for"):
+        run(5, unique=True, min_len=1, max_len=1)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"count": -1}, "count -1 is negative"),
+        ({"temperature": -0.5}, "temperature -0.5 must be"),
+        ({"temperature": float("nan")}, "temperature nan must be"),
+        ({"top_k": 0}, "top-k 0 must be at least 1"),
+        ({"top_p": 0.0}, r"top-p 0.0 must be in \(0, 1\]"),
+        ({"top_p": 1.5}, r"top-p 1.5 must be in \(0, 1\]"),
+        ({"min_len": 0}, "min-len 0 must be at least 1"),
+        ({"min_len": 5, "max_len": 4}, "max-len 4 is below min-len 5"),
+        ({"prefix": "abcab", "max_len": 4}, "prefix 'abcab' is longer than max-len 4"),
+        ({"prefix": "aXz"}, "prefix 'aXz': 'X', 'z' not in the vocabulary"),
+        ({"batch_size": 0}, "batch size 0"),
+    ],
+)
+def test_impossible_requests_are_refused(options, message):
+    with pytest.raises(RequestError, match=message):
+        plan(Request(**options), META)
+
+
+def test_novel_needs_known_names_in_the_file():
+    with pytest.raises(RequestError, match="carries no training names"):
+        plan(Request(novel=True), make_meta())
