@@ -1,31 +1,39 @@
 """Checkpoint -> one self-contained ``.onnx`` file with the schema in its metadata.
 
-The export is accepted only after onnxruntime, reading the written file, gives
-the same next-char distributions as PyTorch on every validation context.
+An fp32 export is accepted only after onnxruntime, reading the written file,
+gives PyTorch's next-char distributions on every validation context; an int8
+export only within the drift bounds of ``quantize``. Either way the file gets a
+built-in self-test (golden distributions) that ``nametool-run verify`` replays.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import io
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from nametool.export.atomic import atomic_path
+from nametool.export.quantize import measure_drift, quantize_int8
 from nametool.runtime.errors import NametoolError
+from nametool.runtime.inspect import verify
 from nametool.runtime.model import NameModel
 from nametool.runtime.sampling import next_char_probs
-from nametool.runtime.schema import INPUT_NAME, METADATA_KEY, OUTPUT_NAME
+from nametool.runtime.schema import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, Golden, ModelMeta, Quantization
 from nametool.train.checkpoint import Checkpoint
 from nametool.train.data import build_windows
 
-DEFAULT_OPSET = 18  # the lowest opset torch's current (dynamo) exporter writes
+DEFAULT_OPSET = 18  # also the minimum: the lowest opset torch's current (dynamo) exporter writes
+MIN_OPSET = 18
 PARITY_TOLERANCE = 1e-5  # max |p_onnxruntime - p_torch| over every validation context
+GOLDEN_TOLERANCE = {None: 1e-5, "int8": 1e-4}  # int8 kernels differ more between CPUs
+GOLDEN_CONTEXTS = 8
 
 
 class ExportMismatch(NametoolError):
@@ -36,12 +44,14 @@ class ExportMismatch(NametoolError):
 class ExportReport:
     path: Path
     contexts_checked: int
-    max_abs_diff: float
+    max_abs_diff: float | None  # fp32: vs PyTorch
+    quantization: Quantization | None  # int8: drift from fp32
     size_bytes: int
+    fp32_size_bytes: int
 
 
-def to_onnx_proto(ckpt: Checkpoint, opset: int = DEFAULT_OPSET):
-    """Trace the model into an ONNX ModelProto: int64 (batch, context_size) -> float32 (batch, vocab)."""
+def trace(ckpt: Checkpoint, opset: int = DEFAULT_OPSET):
+    """The model as an ONNX ModelProto: int64 (batch, context_size) -> float32 (batch, vocab)."""
     example = torch.zeros((2, ckpt.meta.model.context_size), dtype=torch.int64)
     quiet = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
@@ -53,10 +63,16 @@ def to_onnx_proto(ckpt: Checkpoint, opset: int = DEFAULT_OPSET):
             dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False, verbose=False,
         )
     proto = program.model_proto
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, ckpt.meta.to_json()
     proto.producer_name = "nametool"
     return proto
+
+
+def set_metadata(proto, meta: ModelMeta) -> None:
+    kept = [p for p in proto.metadata_props if p.key != METADATA_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, meta.to_json()
 
 
 def torch_probs(ckpt: Checkpoint, contexts: np.ndarray) -> np.ndarray:
@@ -80,20 +96,65 @@ def validation_contexts(ckpt: Checkpoint) -> np.ndarray:
     return np.unique(contexts, axis=0)
 
 
-def export_onnx(ckpt: Checkpoint, out: Path, *, opset: int = DEFAULT_OPSET, force: bool = False) -> ExportReport:
-    """Write ``out`` atomically, then prove it matches PyTorch before it takes the final name."""
+def golden_contexts(val_names: list[str], count: int = GOLDEN_CONTEXTS) -> tuple[str, ...]:
+    """The empty context and prefixes of a few validation names, of varied lengths."""
+    picked = [""]
+    for i, name in enumerate(val_names[: count - 1]):
+        picked.append(name[: 1 + i % len(name)])
+    return tuple(picked)
+
+
+def make_golden(model: NameModel, contexts: tuple[str, ...], tolerance: float) -> Golden:
+    encoded = np.concatenate([model.encode_context(c) for c in contexts])
+    probs = next_char_probs(model.logits(encoded))
+    return Golden(contexts, tuple(tuple(round(float(p), 9) for p in row) for row in probs), tolerance)
+
+
+def _session_model(proto, meta: ModelMeta) -> NameModel:
+    import onnxruntime as ort
+
+    return NameModel(ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]),
+                     meta, Path("<memory>"))
+
+
+def export_onnx(ckpt: Checkpoint, out: Path, *, opset: int = DEFAULT_OPSET, quantize: str | None = None,
+                force: bool = False) -> ExportReport:
+    """Write ``out`` atomically, after proving it matches PyTorch (fp32) or stays within drift (int8)."""
     import onnx
 
+    if opset < MIN_OPSET:
+        raise NametoolError(f"opset {opset} is below the minimum {MIN_OPSET}")
     out = Path(out)
-    proto = to_onnx_proto(ckpt, opset)
+    meta = ckpt.meta.with_provenance(
+        onnx_version=onnx.__version__,
+        exported=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    proto = fp32 = trace(ckpt, opset)
+    drift, checked = None, 0
+    if quantize == "int8":
+        proto = quantize_int8(fp32)
+        contexts, targets = build_windows(ckpt.splits["val"], meta.vocab, meta.model.context_size)
+        drift = measure_drift(_session_model(fp32, meta).logits, _session_model(proto, meta).logits,
+                              contexts, targets)
+        meta, checked = replace(meta, quantization=drift), len(contexts)
+    golden = make_golden(_session_model(proto, meta), golden_contexts(ckpt.splits["val"]),
+                         GOLDEN_TOLERANCE[quantize])
+    meta = replace(meta, golden=golden)
+    set_metadata(proto, meta)
+    set_metadata(fp32, meta)  # only to report the fp32 file size beside an int8 one
     with atomic_path(out, force=force) as tmp:
         onnx.save_model(proto, tmp)
         model = NameModel.load(tmp)
-        contexts = validation_contexts(ckpt)
-        worst = parity(ckpt, model, contexts)
-        if not worst <= PARITY_TOLERANCE:
-            raise ExportMismatch(
-                f"onnxruntime and PyTorch disagree by {worst:.2e} (> {PARITY_TOLERANCE:.0e}); nothing written"
-            )
+        check = verify(model)
+        if not check.ok:
+            raise ExportMismatch(f"the written file fails its own self-test ({check.message}); nothing written")
+        worst = None
+        if quantize is None:
+            contexts = validation_contexts(ckpt)
+            worst, checked = parity(ckpt, model, contexts), len(contexts)
+            if not worst <= PARITY_TOLERANCE:
+                raise ExportMismatch(
+                    f"onnxruntime and PyTorch disagree by {worst:.2e} (> {PARITY_TOLERANCE:.0e}); nothing written"
+                )
         size = tmp.stat().st_size
-    return ExportReport(out, len(contexts), worst, size)
+    return ExportReport(out, checked, worst, drift, size, fp32.ByteSize())

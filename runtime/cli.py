@@ -163,6 +163,64 @@ def score(names, model_path, fmt) -> None:
     write_text("\n".join(lines) + "\n")
 
 
+@main.command()
+@click.argument("model_path", required=False, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@user_errors
+def info(model_path, as_json) -> None:
+    """Summarise MODEL (default: the bundled one): vocabulary, sizes, losses, provenance."""
+    from nametool.runtime.inspect import summary
+    from nametool.runtime.model import NameModel
+
+    facts = summary(NameModel.load(model_path))
+    if as_json:
+        write_text(json.dumps(facts, ensure_ascii=False, indent=1) + "\n")
+        return
+    write_text(format_summary(facts))
+
+
+def format_summary(f: dict) -> str:
+    m, p, s, v = f["model"], f["provenance"], f["sampling"], f["vocab"]
+    loss = "  ".join(f"{k} {p[k + '_loss']:.4f}" for k in ("train", "val", "test") if p[k + "_loss"] is not None)
+    lines = [
+        f"model        {f['path']} ({f['file_bytes'] / 1024:.1f} KiB, schema {f['schema_version']})",
+        f"vocabulary   {v['size']}: {v['chars']} + end {v['end_token']!r}",
+        f"network      context {m['context_size']}, embedding {m['embed_dim']}, hidden "
+        f"{','.join(map(str, m['hidden']))}; {m['parameters']:,} parameters",
+        f"sampling     temperature {s['temperature']}, length {s['min_len']}-{s['max_len']}",
+        f"loss         {loss} (nats/char)",
+        f"data         {p['dataset']} ({p['name_count']:,} names, sha256 {p['dataset_sha256'][:12]}...), "
+        f"split seed {p['seed']}",
+        f"training     {p['steps']:,} steps" + (f" in {p['train_seconds']:.1f} s" if p["train_seconds"] else "")
+        + f"; nametool {p['nametool_version']}, torch {p['torch_version']}, onnx {p['onnx_version']}",
+        f"created      {p['created']}, exported {p['exported']}",
+        f"novel check  {f['known_names']:,} training names" if f["known_names"] else "novel check  none",
+        f"self-test    {f['golden_contexts']} golden contexts" if f["golden_contexts"] else "self-test    none",
+    ]
+    q = f["quantization"]
+    if q:
+        lines.append(f"quantized    {q['scheme']}: mean KL {q['mean_kl']:.4f} nats, val loss "
+                     f"{q['val_loss_fp32']:.4f} -> {q['val_loss']:.4f}")
+    if f["data_notice"]:
+        lines.append(f"data notice  {len(f['data_notice']):,} characters of credits and licences (--json shows them)")
+    return "\n".join(lines) + "\n"
+
+
+@main.command()
+@click.argument("model_path", required=False, type=click.Path(dir_okay=False))
+@user_errors
+def verify(model_path) -> None:
+    """Replay MODEL's built-in self-test: recompute its golden next-char distributions."""
+    from nametool.runtime.inspect import verify as run_verify
+    from nametool.runtime.model import NameModel
+
+    model = NameModel.load(model_path)
+    report = run_verify(model)
+    if not report.ok:
+        raise click.ClickException(f"{model.path}: verify failed: {report.message}")
+    write_text(f"{model.path}: ok ({report.message})\n")
+
+
 def write_text(text: str) -> None:
     """Write UTF-8 whatever the locale; a closed pipe (``| head``) ends quietly."""
     try:

@@ -91,6 +91,11 @@ class ModelConfig:
         if not self.hidden or any(not isinstance(h, int) or h < 1 for h in self.hidden):
             raise ModelFileError("model.hidden must be one or more positive integers")
 
+    def parameter_count(self, vocab_size: int) -> int:
+        """Embedding, every hidden layer and the output layer, weights and biases."""
+        widths = [self.context_size * self.embed_dim, *self.hidden, vocab_size]
+        return vocab_size * self.embed_dim + sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+
 
 @dataclass(frozen=True)
 class SamplingDefaults:
@@ -122,7 +127,35 @@ class Provenance:
     test_loss: float | None = None
     train_seconds: float | None = None
     torch_version: str | None = None
-    created: str | None = None
+    onnx_version: str | None = None  # set by export
+    created: str | None = None  # when training finished
+    exported: str | None = None  # when the .onnx file was written
+    data_notice: str | None = None  # credits and licences of the training data
+
+
+@dataclass(frozen=True)
+class Golden:
+    """A built-in self-test: next-char distributions this file must reproduce.
+
+    ``probs[i]`` is P(next id | ``contexts[i]``) over the whole vocabulary, as
+    computed at export; ``nametool-run verify`` recomputes them.
+    """
+
+    contexts: tuple[str, ...]
+    probs: tuple[tuple[float, ...], ...]
+    tolerance: float
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How far an int8 file drifts from the fp32 model it came from, on the validation contexts."""
+
+    scheme: str  # "int8-dynamic": onnxruntime dynamic quantization of the weights
+    mean_kl: float  # mean KL(fp32 || int8) of next-char distributions, nats
+    val_loss_fp32: float  # nats/char
+    val_loss: float  # nats/char, this file
+    max_mean_kl: float  # the thresholds it was accepted under
+    max_val_loss_increase: float
 
 
 @dataclass(frozen=True)
@@ -134,6 +167,8 @@ class ModelMeta:
     sampling: SamplingDefaults
     provenance: Provenance
     known_names: KnownNames | None = None  # what --novel checks against: every name of the dataset
+    golden: Golden | None = None  # set by export
+    quantization: Quantization | None = None  # set by export --quantize
     schema_version: int = field(default=SCHEMA_VERSION)
 
     def to_json(self) -> str:
@@ -161,8 +196,9 @@ class ModelMeta:
                 model=_build(ModelConfig, payload, "model", tuples=("hidden",)),
                 sampling=_build(SamplingDefaults, payload, "sampling"),
                 provenance=_build(Provenance, payload, "provenance"),
-                known_names=(_build(KnownNames, payload, "known_names")
-                             if payload.get("known_names") is not None else None),
+                known_names=_optional(KnownNames, payload, "known_names"),
+                golden=_optional(Golden, payload, "golden", tuples=("contexts",), nested=("probs",)),
+                quantization=_optional(Quantization, payload, "quantization"),
                 schema_version=version,
             )
         except TypeError as exc:
@@ -172,7 +208,11 @@ class ModelMeta:
         return replace(self, provenance=replace(self.provenance, **changes))
 
 
-def _build(cls, payload: dict, key: str, tuples: tuple[str, ...] = ()):
+def _optional(cls, payload: dict, key: str, **how):
+    return None if payload.get(key) is None else _build(cls, payload, key, **how)
+
+
+def _build(cls, payload: dict, key: str, tuples: tuple[str, ...] = (), nested: tuple[str, ...] = ()):
     section = payload.get(key)
     if not isinstance(section, dict):
         raise ModelFileError(f"metadata is missing the {key!r} section")
@@ -184,8 +224,12 @@ def _build(cls, payload: dict, key: str, tuples: tuple[str, ...] = ()):
     if missing:
         raise ModelFileError(f"metadata {key!r} is missing {', '.join(missing)}")
     values = {name: section[name] for name in known if name in section}
-    for name in tuples:
+    for name in (*tuples, *nested):
         if not isinstance(values[name], list):
             raise ModelFileError(f"metadata {key}.{name} must be a list")
         values[name] = tuple(values[name])
+    for name in nested:
+        if not all(isinstance(row, list) for row in values[name]):
+            raise ModelFileError(f"metadata {key}.{name} must be a list of lists")
+        values[name] = tuple(tuple(row) for row in values[name])
     return cls(**values)

@@ -48,8 +48,9 @@ def test_parity_check_detects_a_different_model(tiny_run):
 
 def test_export_metadata_carries_the_schema_and_provenance(tiny_run):
     result, onnx_path = tiny_run
-    meta = NameModel.load(onnx_path).meta
-    assert meta == result.checkpoint.meta
+    meta, trained = NameModel.load(onnx_path).meta, result.checkpoint.meta
+    assert (meta.vocab, meta.model, meta.sampling, meta.known_names) == (
+        trained.vocab, trained.model, trained.sampling, trained.known_names)
     prov = meta.provenance
     assert prov.dataset == "tiny_names.txt" and prov.name_count == 400 and prov.seed == 7
     assert prov.steps == 300 and prov.val_loss == pytest.approx(result.losses["val"])

@@ -130,20 +130,30 @@ def _new_run_path() -> Path:
 @click.argument("output", type=click.Path(dir_okay=False))
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint to export. Default: the newest under ./runs/")
-@click.option("--opset", type=click.IntRange(min=18), default=18, show_default=True, help="ONNX opset.")
+@click.option("--opset", type=click.IntRange(min=18), default=18, show_default=True,
+              help="ONNX opset (18 is also the minimum).")
+@click.option("--quantize", type=click.Choice(["int8"]), default=None,
+              help="Quantize the weights (onnxruntime dynamic int8), within documented drift bounds.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @user_errors
-def export(output, checkpoint, opset, force):
+def export(output, checkpoint, opset, quantize, force):
     """Write OUTPUT (.onnx): the model with its vocabulary and config in the file's metadata."""
     _require_torch()
     from nametool.export.onnx_export import export_onnx
     from nametool.train.checkpoint import load_checkpoint, newest_checkpoint
 
     path = Path(checkpoint) if checkpoint else newest_checkpoint(RUNS_DIR)
-    report = export_onnx(load_checkpoint(path), Path(output), opset=opset, force=force)
+    report = export_onnx(load_checkpoint(path), Path(output), opset=opset, quantize=quantize, force=force)
     click.echo(f"exported {path} -> {report.path} ({report.size_bytes / 1024:.1f} KiB)")
-    click.echo(f"parity: onnxruntime vs PyTorch on {report.contexts_checked} validation contexts, "
-               f"max |dp| = {report.max_abs_diff:.2e}")
+    if report.quantization is None:
+        click.echo(f"parity: onnxruntime vs PyTorch on {report.contexts_checked} validation contexts, "
+                   f"max |dp| = {report.max_abs_diff:.2e}")
+        return
+    q = report.quantization
+    click.echo(f"int8: {report.size_bytes / 1024:.1f} KiB against {report.fp32_size_bytes / 1024:.1f} KiB fp32; "
+               f"on {report.contexts_checked} validation windows mean KL {q.mean_kl:.4f} nats "
+               f"(limit {q.max_mean_kl}), val loss {q.val_loss_fp32:.4f} -> {q.val_loss:.4f} "
+               f"(limit +{q.max_val_loss_increase})")
 
 
 @main.command()

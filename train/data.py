@@ -71,6 +71,13 @@ def load_names(
     return NameSet(tuple(names), source, hashlib.sha256(raw).hexdigest(), dropped)
 
 
+def data_notice(names: NameSet) -> str | None:
+    """The credits that travel with a model: the bundled NOTICE for the default dataset."""
+    if names.source != DEFAULT_DATASET:
+        return None
+    return default_dataset_path().with_name("NOTICE.md").read_text(encoding="utf-8")
+
+
 def clean_names(lines, *, min_len=None, max_len=None, end_token=DEFAULT_END_TOKEN):
     """Normalise, drop blanks, names holding the end token, lengths outside the bounds, duplicates."""
     dropped: Counter[str] = Counter()

@@ -13,7 +13,7 @@ from nametool.runtime.known import KnownNames
 from nametool.runtime.schema import ModelConfig, ModelMeta, Provenance, SamplingDefaults
 from nametool.train.baseline import bigram_loss
 from nametool.train.checkpoint import Checkpoint, save_checkpoint
-from nametool.train.data import NameSet, build_vocab, build_windows, split_names
+from nametool.train.data import NameSet, build_vocab, build_windows, data_notice, split_names
 from nametool.train.config import TrainConfig
 from nametool.train.loop import Progress, Windows, mean_loss, train_model
 from nametool.train.model import NameMLP
@@ -60,6 +60,7 @@ def run_training(
             train_loss=losses["train"], val_loss=losses["val"], test_loss=losses["test"],
             train_seconds=round(seconds, 2), torch_version=torch.__version__,
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            data_notice=data_notice(names),
         ),
         known_names=KnownNames.from_names(names.names),
     )

@@ -1,0 +1,209 @@
+"""The export contract: metadata, graph cross-checks, info, verify, int8, opsets, atomic writes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+onnx = pytest.importorskip("onnx")
+
+from nametool.export import onnx_export, quantize  # noqa: E402
+from nametool.export.onnx_export import export_onnx, parity, validation_contexts  # noqa: E402
+from nametool.runtime import ModelFileError, NameModel  # noqa: E402
+from nametool.runtime.cli import main as run_main  # noqa: E402
+from nametool.runtime.schema import METADATA_KEY  # noqa: E402
+
+
+def rewrite(src, dst, *, payload=None, proto_edit=None):
+    """Copy an exported file, changing its metadata JSON and/or its graph."""
+    proto = onnx.load(str(src))
+    if payload is not None:
+        entry = next(p for p in proto.metadata_props if p.key == METADATA_KEY)
+        data = json.loads(entry.value)
+        payload(data)
+        entry.value = json.dumps(data)
+    if proto_edit is not None:
+        proto_edit(proto)
+    onnx.save(proto, str(dst))
+    return dst
+
+
+def test_metadata_carries_the_schema_with_export_provenance(tiny_run):
+    result, onnx_path = tiny_run
+    meta = NameModel.load(onnx_path).meta
+    assert meta.vocab == result.checkpoint.meta.vocab and meta.model == result.checkpoint.meta.model
+    prov = meta.provenance
+    assert prov.onnx_version == onnx.__version__ and prov.exported and prov.torch_version
+    assert prov.dataset == "tiny_names.txt" and prov.data_notice is None
+    assert meta.golden is not None and len(meta.golden.contexts) == 8 and meta.golden.contexts[0] == ""
+    assert meta.quantization is None
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (lambda d: d["model"].update(context_size=4), "disagrees with context_size 4"),
+        (lambda d: d["vocab"].update(chars=d["vocab"]["chars"] + ["ü"]), "disagrees with the vocabulary size"),
+        (lambda d: d.update(schema_version=7), "schema version 7 is not one this nametool reads (1)"),
+        (lambda d: d.pop("provenance"), "missing the 'provenance' section"),
+        (lambda d: d["vocab"].update(chars="abc"), "vocab.chars must be a list"),
+    ],
+)
+def test_metadata_that_disagrees_is_refused(tiny_run, tmp_path, payload, message):
+    _, onnx_path = tiny_run
+    bad = rewrite(onnx_path, tmp_path / "bad.onnx", payload=payload)
+    with pytest.raises(ModelFileError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        NameModel.load(bad)
+
+
+def test_renamed_graph_input_is_refused(tiny_run, tmp_path):
+    _, onnx_path = tiny_run
+
+    def rename(proto):
+        old = proto.graph.input[0].name
+        proto.graph.input[0].name = "x"
+        for node in proto.graph.node:
+            node.input[:] = ["x" if i == old else i for i in node.input]
+
+    bad = rewrite(onnx_path, tmp_path / "bad.onnx", proto_edit=rename)
+    with pytest.raises(ModelFileError, match=r"graph has inputs \['x'\]"):
+        NameModel.load(bad)
+
+
+def test_wrong_dtypes_are_refused(tiny_run, tmp_path):
+    from onnx import TensorProto, helper
+
+    _, onnx_path = tiny_run
+    meta_json = NameModel.load(onnx_path).meta.to_json()
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["context"], ["logits"])], "g",
+        [helper.make_tensor_value_info("context", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    helper.set_model_props(model, {METADATA_KEY: meta_json})
+    path = tmp_path / "float_input.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ModelFileError, match=r"graph takes tensor\(float\) and gives tensor\(float\)"):
+        NameModel.load(path)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.5, 0.9, 0.999])
+def test_truncated_files_are_refused(tiny_run, tmp_path, fraction):
+    _, onnx_path = tiny_run
+    data = onnx_path.read_bytes()
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(data[: int(len(data) * fraction)])
+    with pytest.raises(ModelFileError):
+        NameModel.load(cut)
+
+
+def test_info_human_and_json(tiny_run):
+    _, onnx_path = tiny_run
+    runner = CliRunner()
+    text = runner.invoke(run_main, ["info", str(onnx_path)])
+    assert text.exit_code == 0, text.output
+    assert "vocabulary" in text.output and "parameters" in text.output and "tiny_names.txt" in text.output
+    as_json = runner.invoke(run_main, ["info", str(onnx_path), "--json"])
+    facts = json.loads(as_json.output)
+    config = NameModel.load(onnx_path).meta.model
+    expected = sum(int(np.prod(t.dims)) for t in onnx.load(str(onnx_path)).graph.initializer
+                   if t.data_type == onnx.TensorProto.FLOAT)
+    assert facts["model"]["parameters"] == config.parameter_count(facts["vocab"]["size"]) == expected
+    assert facts["file_bytes"] == onnx_path.stat().st_size
+    assert facts["provenance"]["steps"] == 300 and facts["golden_contexts"] == 8
+
+
+def test_verify_passes_a_good_file_and_fails_a_tampered_one(tiny_run, tmp_path):
+    _, onnx_path = tiny_run
+    runner = CliRunner()
+    good = runner.invoke(run_main, ["verify", str(onnx_path)])
+    assert good.exit_code == 0 and "ok (8 golden contexts" in good.output
+
+    def nudge_a_weight(proto):
+        tensor = max(proto.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+        values = onnx.numpy_helper.to_array(tensor).copy()
+        values.flat[0] += 0.5
+        tensor.CopyFrom(onnx.numpy_helper.from_array(values, tensor.name))
+
+    tampered = rewrite(onnx_path, tmp_path / "tampered.onnx", proto_edit=nudge_a_weight)
+    bad = runner.invoke(run_main, ["verify", str(tampered)])
+    assert bad.exit_code == 1 and "verify failed" in bad.output and "exceeds tolerance" in bad.output
+
+    def swap_letters(data):
+        chars = data["vocab"]["chars"]
+        chars[0], chars[1] = chars[1], chars[0]
+
+    relabelled = rewrite(onnx_path, tmp_path / "relabelled.onnx", payload=swap_letters)
+    assert runner.invoke(run_main, ["verify", str(relabelled)]).exit_code == 1
+
+
+def test_int8_stays_within_documented_drift(tiny_run, tmp_path):
+    result, onnx_path = tiny_run
+    out = tmp_path / "int8.onnx"
+    report = export_onnx(result.checkpoint, out, quantize="int8")
+    q = NameModel.load(out).meta.quantization
+    assert q == report.quantization and q.scheme == "int8-dynamic"
+    assert q.mean_kl <= quantize.MAX_MEAN_KL and q.val_loss - q.val_loss_fp32 <= quantize.MAX_VAL_LOSS_INCREASE
+    assert q.mean_kl > 0  # really quantized ...
+    assert parity(result.checkpoint, NameModel.load(out), validation_contexts(result.checkpoint)) > 1e-5
+    assert report.size_bytes < report.fp32_size_bytes
+    assert CliRunner().invoke(run_main, ["verify", str(out)]).exit_code == 0
+
+
+def test_int8_beyond_the_bounds_is_refused_and_writes_nothing(tiny_run, tmp_path, monkeypatch):
+    result, _ = tiny_run
+    monkeypatch.setattr(quantize, "MAX_MEAN_KL", 1e-12)
+    out = tmp_path / "int8.onnx"
+    with pytest.raises(quantize.QuantizationDrift, match="int8 drifts too far"):
+        export_onnx(result.checkpoint, out, quantize="int8")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("opset", [onnx_export.MIN_OPSET, 21])
+def test_exports_load_and_run_at_each_opset(tiny_run, tmp_path, opset):
+    result, _ = tiny_run
+    out = tmp_path / f"opset{opset}.onnx"
+    report = export_onnx(result.checkpoint, out, opset=opset)
+    proto = onnx.load(str(out))
+    assert next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) == opset
+    assert report.max_abs_diff <= onnx_export.PARITY_TOLERANCE
+    assert len(NameModel.load(out).generate(5, seed=0)) == 5
+
+
+def test_opset_below_the_minimum_is_refused(tiny_run, tmp_path):
+    result, _ = tiny_run
+    with pytest.raises(Exception, match="below the minimum 18"):
+        export_onnx(result.checkpoint, tmp_path / "m.onnx", opset=17)
+
+
+def test_existing_output_needs_force(tiny_run, tmp_path):
+    result, _ = tiny_run
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"precious")
+    with pytest.raises(Exception, match="exists; pass --force"):
+        export_onnx(result.checkpoint, out)
+    assert out.read_bytes() == b"precious"
+    export_onnx(result.checkpoint, out, force=True)
+    assert NameModel.load(out).meta.golden is not None
+
+
+def test_failed_check_leaves_nothing_behind(tiny_run, tmp_path, monkeypatch):
+    result, _ = tiny_run
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"precious")
+    monkeypatch.setattr(onnx_export, "parity", lambda *args: 1.0)
+    with pytest.raises(onnx_export.ExportMismatch, match="disagree by 1.00e\\+00"):
+        export_onnx(result.checkpoint, out, force=True)
+    assert out.read_bytes() == b"precious" and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+@pytest.mark.parametrize("where, message", [("missing/m.onnx", "no such folder"), ("/proc/m.onnx", "cannot write")])
+def test_unwritable_destinations_are_clear_errors(tiny_run, tmp_path, where, message):
+    result, _ = tiny_run
+    with pytest.raises(Exception, match=message):
+        export_onnx(result.checkpoint, tmp_path / where)
