@@ -150,3 +150,24 @@ def test_generate_refuses_impossible_requests_in_one_line(args, code, message):
     result = CliRunner().invoke(run_main, ["generate", *args])
     assert result.exit_code == code, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_another_alphabet_end_to_end(tmp_path):
+    pytest.importorskip("torch")
+    names = ["अनिल", "सुनीता", "राधा", "कविता", "मोहन", "सीता", "गीता", "रमेश", "सुरेश", "अनीता", "राहुल",
+             "प्रिया", "दीपक", "पूजा", "अमित", "नेहा", "विजय", "रेखा", "संजय", "ममता"]
+    data = tmp_path / "hindi.txt"
+    data.write_text("\n".join(names) + "\n", encoding="utf-8")
+    runner = CliRunner()
+    trained = runner.invoke(tool_main, ["train", "--data", str(data), "--context-size", "3", "--embed-dim", "4",
+                                        "--hidden", "16", "--steps", "100", "--out", str(tmp_path / "m.pt")])
+    assert trained.exit_code == 0, trained.output
+    exported = runner.invoke(tool_main, ["export", str(tmp_path / "m.onnx"), "--checkpoint", str(tmp_path / "m.pt")])
+    assert exported.exit_code == 0, exported.output
+    generated = runner.invoke(run_main, ["generate", "--model", str(tmp_path / "m.onnx"), "-n", "20", "--seed", "0"])
+    assert generated.exit_code == 0, generated.output
+    alphabet = set("".join(names))
+    out = generated.output.split()
+    assert len(out) == 20 and all(set(name) <= alphabet for name in out)
+    verified = runner.invoke(run_main, ["verify", str(tmp_path / "m.onnx")])
+    assert verified.exit_code == 0, verified.output

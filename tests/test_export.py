@@ -207,3 +207,17 @@ def test_unwritable_destinations_are_clear_errors(tiny_run, tmp_path, where, mes
     result, _ = tiny_run
     with pytest.raises(Exception, match=message):
         export_onnx(result.checkpoint, tmp_path / where)
+
+
+def test_interrupted_export_leaves_no_file(tiny_run, tmp_path, monkeypatch):
+    result, _ = tiny_run
+    real_save = onnx.save_model
+
+    def save_then_interrupt(proto, path, *args, **kwargs):
+        real_save(proto, path, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(onnx, "save_model", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(result.checkpoint, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
