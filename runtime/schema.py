@@ -21,6 +21,7 @@ ACCEPTED_SCHEMA_VERSIONS = (1,)
 METADATA_KEY = "nametool"
 INPUT_NAME = "context"
 OUTPUT_NAME = "logits"
+NORMS = ("none", "layer")
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,11 @@ class ModelConfig:
     context_size: int
     embed_dim: int
     hidden: tuple[int, ...]
+    norm: str = "none"  # "layer": LayerNorm between each hidden Linear and its tanh
 
     def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ModelFileError(f"model.norm {self.norm!r} is not one of {', '.join(NORMS)}")
         for name in ("context_size", "embed_dim"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ModelFileError(f"model.{name} must be a positive integer")
@@ -94,7 +98,9 @@ class ModelConfig:
     def parameter_count(self, vocab_size: int) -> int:
         """Embedding, every hidden layer and the output layer, weights and biases."""
         widths = [self.context_size * self.embed_dim, *self.hidden, vocab_size]
-        return vocab_size * self.embed_dim + sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+        linear = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+        norm = 2 * sum(self.hidden) if self.norm == "layer" else 0
+        return vocab_size * self.embed_dim + linear + norm
 
 
 @dataclass(frozen=True)

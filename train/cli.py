@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import signal
 import sys
 from pathlib import Path
 
 import click
 
 from nametool.runtime.cli import request_from, sampling_options, user_errors, write_names
+from nametool.runtime.schema import NORMS
 from nametool.train.config import DEFAULT_MODEL, TrainConfig
 
 TRAIN_EXTRA = "pip install 'nametool[train]'"
@@ -53,24 +56,51 @@ def _hidden_sizes(ctx, param, value: str) -> tuple[int, ...]:
               help="Embedding dimensions per character.")
 @click.option("--hidden", default=",".join(map(str, DEFAULT_MODEL.hidden)), show_default=True,
               callback=_hidden_sizes, help="Hidden layer sizes, comma-separated (tanh after each).")
+@click.option("--norm", type=click.Choice(NORMS), default=DEFAULT_MODEL.norm, show_default=True,
+              help="'layer': LayerNorm before each tanh.")
+@click.option("--dropout", type=click.FloatRange(min=0, max=1, max_open=True), default=TrainConfig.dropout,
+              show_default=True, help="Dropout after each hidden layer (training only).")
 @click.option("--steps", type=click.IntRange(min=1), default=TrainConfig.steps, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=TrainConfig.batch_size, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=TrainConfig.lr, show_default=True,
-              help="Peak learning rate (AdamW, warm-up then cosine decay).")
+              help="Peak learning rate: linear warm-up, then cosine decay to zero.")
+@click.option("--warmup", type=click.IntRange(min=0), default=TrainConfig.warmup, show_default=True,
+              help="Warm-up steps (at most a tenth of --steps).")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=TrainConfig.weight_decay,
+              show_default=True, help="AdamW weight decay.")
+@click.option("--eval-every", type=click.IntRange(min=1), default=TrainConfig.eval_every, show_default=True,
+              help="Steps between val evaluations (and checkpoint saves).")
+@click.option("--patience", type=click.IntRange(min=1), default=None,
+              help="Stop after this many evaluations without a better val loss.")
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True,
-              help="Seeds the split, the init and the batches.")
+              help="Seeds the split, the init, dropout and the batches.")
+@click.option("--device", default="cpu", show_default=True, help="'cpu', or 'cuda' where available.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint path. Default: runs/<time>/model.pt")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@click.option("--resume", type=click.Path(dir_okay=False), default=None,
+              help="Continue the run saved in this checkpoint (its own settings; other options ignored).")
 @user_errors
-def train(data, min_len, max_len, end_token, context_size, embed_dim, hidden, steps, batch_size, lr, seed, out,
-          force):
-    """Train the MLP and write a checkpoint (weights, config, vocabulary in one file)."""
+def train(data, min_len, max_len, end_token, context_size, embed_dim, hidden, norm, dropout, steps, batch_size,
+          lr, warmup, weight_decay, eval_every, patience, seed, device, out, force, resume):
+    """Train the MLP and write a checkpoint (weights, config, vocabulary and split in one file).
+
+    Ctrl-C stops at the next step, saves the best weights so far and the state
+    to continue with --resume.
+    """
     _require_torch()
     from nametool.runtime.schema import ModelConfig
     from nametool.train.data import DEFAULT_MAX_LEN, DEFAULT_MIN_LEN, load_names
-    from nametool.train.pipeline import run_training
+    from nametool.train.pipeline import resume_training, run_training
 
+    _check_device(device)
+    if resume:
+        from nametool.train.checkpoint import load_checkpoint
+
+        with _progress_bar(load_checkpoint(Path(resume)).train_config.steps) as (progress, stop):
+            result = resume_training(Path(resume), progress=progress, should_stop=stop)
+        _report(result)
+        return
     if len(end_token) != 1:
         raise click.BadParameter(f"{end_token!r} must be exactly one character", param_hint="--end-token")
     if data is None:
@@ -83,28 +113,77 @@ def train(data, min_len, max_len, end_token, context_size, embed_dim, hidden, st
     names = load_names(data, min_len=min_len, max_len=max_len, end_token=end_token)
     click.echo(names.report(), err=True)
     out = Path(out) if out else _new_run_path()
-    config = ModelConfig(context_size=context_size, embed_dim=embed_dim, hidden=hidden)
-    train_config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                               warmup=min(TrainConfig.warmup, steps // 10),
-                               eval_every=max(1, min(TrainConfig.eval_every, steps // 10)))
-    with click.progressbar(length=steps, label="training", file=sys.stderr,
-                           item_show_func=lambda text: text) as bar:
-        state = {"val": None}
-
-        def progress(step: int, train_loss: float, val_loss: float | None) -> None:
-            if val_loss is not None:
-                state["val"] = val_loss
-            if step % 50 == 0 or val_loss is not None:
-                val = "-" if state["val"] is None else f"{state['val']:.4f}"
-                bar.update(step - bar.pos, f"step {step} train {train_loss:.4f} val {val}")
-
+    config = ModelConfig(context_size=context_size, embed_dim=embed_dim, hidden=hidden, norm=norm)
+    train_config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                               warmup=min(warmup, steps // 10), dropout=dropout,
+                               eval_every=min(eval_every, steps), patience=patience, seed=seed, device=device)
+    with _progress_bar(steps) as (progress, stop):
         result = run_training(names, config, train_config, out, end_token=end_token, progress=progress,
-                              force=True)
+                              should_stop=stop, force=True)
+    _report(result)
+
+
+def _check_device(device: str) -> None:
+    if device == "cpu":
+        return
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise click.BadParameter(f"{device!r}: no CUDA device here; use --device cpu", param_hint="--device")
+    if not device.startswith("cuda"):
+        raise click.BadParameter(f"{device!r}: expected 'cpu' or 'cuda'", param_hint="--device")
+
+
+@contextlib.contextmanager
+def _progress_bar(steps: int):
+    """A progress bar on stderr, and a Ctrl-C that asks the loop to stop at the next step.
+
+    A second Ctrl-C interrupts at once.
+    """
+    stop = {"asked": False}
+
+    def on_sigint(signum, frame):
+        stop["asked"] = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
+    val = {"last": None}
+    try:
+        with click.progressbar(length=steps, label="training", file=sys.stderr,
+                               item_show_func=lambda text: text) as bar:
+
+            def progress(step: int, train_loss: float, val_loss: float | None) -> None:
+                if val_loss is not None:
+                    val["last"] = val_loss
+                if step % 50 == 0 or val_loss is not None:
+                    shown = "-" if val["last"] is None else f"{val['last']:.4f}"
+                    bar.update(max(0, step - bar.pos), f"step {step} train {train_loss:.4f} val {shown}")
+
+            yield progress, lambda: stop["asked"]
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _report(result) -> None:
     losses, bigram = result.losses, result.bigram
+    if result.stopped == "interrupted":
+        click.echo(f"interrupted at step {result.checkpoint.loop.step}; saved the best weights so far. "
+                   f"Continue with: nametool train --resume {result.path}")
+    elif result.stopped == "early stop":
+        click.echo(f"stopped early at step {result.checkpoint.loop.step}: val loss no longer improving")
     click.echo(f"trained in {result.seconds:.1f}s; loss in nats/char (bigram count model on the same split):")
     for split in ("train", "val", "test"):
         click.echo(f"  {split:5s} {losses[split]:.4f}   (bigram {bigram[split]:.4f})")
     click.echo(f"checkpoint: {result.path}")
+    if result.stopped == "interrupted":
+        sys.exit(130)
 
 
 def _check_writable(out: Path, force: bool) -> None:
@@ -172,3 +251,7 @@ def sample(checkpoint, **options):
     request, seed, fmt = request_from(options)
     names = sample_with_torch(ckpt, request, seed)
     write_names(names, fmt, lambda batch: engine.score(torch_logits_fn(ckpt), ckpt.meta, batch))
+
+
+if __name__ == "__main__":
+    main()

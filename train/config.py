@@ -1,17 +1,17 @@
 """Training defaults, torch-free so the CLI can show them without importing torch.
 
-Chosen from a sweep on the default dataset on a 2-core CPU (see README): the
-default run trains in well under a minute and clearly beats a bigram model.
-The lecture's configuration is ``--context-size 3 --embed-dim 10 --hidden 200``.
+Chosen from the sweep in docs/sweep.md (default dataset, 2-core CPU). The
+lecture's configuration is ``--context-size 3 --embed-dim 10 --hidden 200``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from nametool.runtime.schema import ModelConfig
 
 DEFAULT_MODEL = ModelConfig(context_size=8, embed_dim=32, hidden=(384,))
+LECTURE_MODEL = ModelConfig(context_size=3, embed_dim=10, hidden=(200,))
 
 
 @dataclass(frozen=True)
@@ -21,5 +21,11 @@ class TrainConfig:
     lr: float = 2e-3  # peak: linear warm-up, then cosine decay to zero
     weight_decay: float = 0.01
     warmup: int = 200
+    dropout: float = 0.0
     eval_every: int = 500
+    patience: int | None = None  # evaluations without a better val loss before stopping early
     seed: int = 42
+    device: str = "cpu"
+
+    def to_dict(self) -> dict:
+        return asdict(self)

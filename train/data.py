@@ -111,13 +111,17 @@ def build_vocab(names, end_token: str = DEFAULT_END_TOKEN) -> Vocab:
 
 
 def split_names(names, seed: int) -> tuple[list[str], list[str], list[str]]:
-    """Deterministic 80/10/10 train/val/test split of the names (not of the windows)."""
+    """Deterministic 80/10/10 train/val/test split of the names (not of the windows).
+
+    The names are sorted first, so the split follows from the set of names and the
+    seed alone: a model file, which carries both, can rebuild it without the dataset.
+    """
     n = len(names)
     n_val = n_test = max(1, round(n * SPLIT_FRACTIONS[1]))
     if n - n_val - n_test < 1:
         raise DataError(f"{n} names are too few to split into train, val and test (need at least 3)")
-    order = np.random.default_rng(seed).permutation(n)
-    shuffled = [names[i] for i in order]
+    ordered = sorted(names)
+    shuffled = [ordered[i] for i in np.random.default_rng(seed).permutation(n)]
     return shuffled[n_val + n_test:], shuffled[:n_val], shuffled[n_val:n_val + n_test]
 
 
@@ -125,20 +129,31 @@ def build_windows(names, vocab: Vocab, context_size: int) -> tuple[np.ndarray, n
     """All (context, next id) training pairs: ``aabid`` gives ``... -> a`` up to ``bid -> .``.
 
     Returns contexts ``(windows, context_size)`` and targets ``(windows,)``, both int64.
+    Vectorised: the names become one id sequence, each left-padded with
+    ``context_size`` end ids and closed by one, and the windows are views into it.
     """
-    stoi = vocab.stoi()
     end = vocab.end_id
-    total = sum(len(name) + 1 for name in names)
-    contexts = np.full((total, context_size), end, dtype=np.int64)
-    targets = np.empty(total, dtype=np.int64)
-    row = 0
-    for name in names:
-        ids = [end] * context_size + [stoi[c] for c in name] + [end]
-        seq = np.array(ids, dtype=np.int64)
-        steps = len(name) + 1
-        # row j of the window view is ids[j : j + context_size], the context for ids[j + context_size]
-        view = np.lib.stride_tricks.sliding_window_view(seq[:-1], context_size)
-        contexts[row:row + steps] = view
-        targets[row:row + steps] = seq[context_size:]
-        row += steps
-    return contexts, targets
+    lengths = np.fromiter((len(name) for name in names), dtype=np.int64, count=len(names))
+    ids = _char_ids("".join(names), vocab)
+    spans = lengths + context_size + 1  # each name's stretch of the sequence
+    starts = np.cumsum(spans) - spans
+    seq = np.full(int(spans.sum()), end, dtype=np.int64)
+    name_of_char = np.repeat(np.arange(len(names)), lengths)
+    offset_in_name = np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    seq[starts[name_of_char] + context_size + offset_in_name] = ids
+    # targets sit at every position after a name's padding: its letters, then its end
+    target_pos = np.repeat(starts + context_size, lengths + 1) + (
+        np.arange(int((lengths + 1).sum())) - np.repeat(np.cumsum(lengths + 1) - (lengths + 1), lengths + 1))
+    windows = np.lib.stride_tricks.sliding_window_view(seq, context_size)  # windows[j] = seq[j : j + c]
+    return np.ascontiguousarray(windows[target_pos - context_size]), seq[target_pos]
+
+
+def _char_ids(text: str, vocab: Vocab) -> np.ndarray:
+    """Ids of every character of ``text`` (all in the vocabulary), without a Python loop per character."""
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    table_codes = np.array([ord(c) for c in vocab.itos()], dtype=np.uint32)
+    order = np.argsort(table_codes)
+    found = np.minimum(np.searchsorted(table_codes[order], codes), len(order) - 1)
+    if not np.array_equal(table_codes[order][found], codes):
+        raise DataError("names hold characters outside the vocabulary")
+    return order[found].astype(np.int64)

@@ -9,13 +9,16 @@ from nametool.runtime.schema import ModelConfig
 
 
 class NameMLP(nn.Module):
-    def __init__(self, vocab_size: int, config: ModelConfig):
+    def __init__(self, vocab_size: int, config: ModelConfig, dropout: float = 0.0):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, config.embed_dim)
         layers: list[nn.Module] = []
         width = config.context_size * config.embed_dim
         for size in config.hidden:
-            layers += [nn.Linear(width, size), nn.Tanh()]
+            layers.append(nn.Linear(width, size))
+            if config.norm == "layer":
+                layers.append(nn.LayerNorm(size))
+            layers += [nn.Tanh(), nn.Dropout(dropout)]  # always present, so weight names never depend on it
             width = size
         layers.append(nn.Linear(width, vocab_size))
         self.mlp = nn.Sequential(*layers)

@@ -1,21 +1,23 @@
-"""One training run, start to finish: data, split, model, loop, losses, checkpoint."""
+"""One training run, start to finish: data, split, model, loop, losses, checkpoint; or its resumption."""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from nametool.runtime import __version__
+from nametool.runtime.errors import NametoolError
 from nametool.runtime.known import KnownNames
 from nametool.runtime.schema import ModelConfig, ModelMeta, Provenance, SamplingDefaults
 from nametool.train.baseline import bigram_loss
-from nametool.train.checkpoint import Checkpoint, save_checkpoint
-from nametool.train.data import NameSet, build_vocab, build_windows, data_notice, split_names
+from nametool.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from nametool.train.config import TrainConfig
-from nametool.train.loop import Progress, Windows, mean_loss, train_model
+from nametool.train.data import NameSet, build_vocab, build_windows, data_notice, split_names
+from nametool.train.loop import LoopState, Progress, Windows, mean_loss, train_model
 from nametool.train.model import NameMLP
 
 
@@ -23,9 +25,10 @@ from nametool.train.model import NameMLP
 class TrainResult:
     checkpoint: Checkpoint
     path: Path
-    losses: dict[str, float]  # train / val / test, nats per character
+    losses: dict[str, float]  # train / val / test, nats per character, best weights
     bigram: dict[str, float]  # the same for an add-one bigram count model
     seconds: float
+    stopped: str  # "finished", "early stop" or "interrupted"
 
 
 def run_training(
@@ -36,19 +39,13 @@ def run_training(
     *,
     end_token: str = ".",
     progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
     force: bool = False,
 ) -> TrainResult:
-    torch.manual_seed(train_config.seed)
+    if not force and Path(out).exists():
+        raise NametoolError(f"{out} exists; pass --force to replace it")
     vocab = build_vocab(names.names, end_token)
     splits = dict(zip(("train", "val", "test"), split_names(names.names, train_config.seed)))
-    windows = {
-        split: Windows.from_numpy(*build_windows(part, vocab, config.context_size))
-        for split, part in splits.items()
-    }
-    model = NameMLP(len(vocab), config)
-    history, seconds = train_model(model, windows["train"], windows["val"], train_config, progress)
-    losses = {split: mean_loss(model, data) for split, data in windows.items()}
-    bigram = {split: bigram_loss(splits["train"], part, vocab) for split, part in splits.items()}
     lengths = [len(name) for name in splits["train"]]
     meta = ModelMeta(
         vocab=vocab,
@@ -57,13 +54,54 @@ def run_training(
         provenance=Provenance(
             dataset=Path(names.source).name, dataset_sha256=names.sha256, name_count=len(names.names),
             seed=train_config.seed, steps=train_config.steps, nametool_version=__version__,
-            train_loss=losses["train"], val_loss=losses["val"], test_loss=losses["test"],
-            train_seconds=round(seconds, 2), torch_version=torch.__version__,
-            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            data_notice=data_notice(names),
+            torch_version=torch.__version__, data_notice=data_notice(names),
         ),
         known_names=KnownNames.from_names(names.names),
     )
-    ckpt = Checkpoint(meta, model, splits, history)
-    save_checkpoint(out, ckpt, force=force)
-    return TrainResult(ckpt, out, losses, bigram, seconds)
+    torch.manual_seed(train_config.seed)  # the initial weights
+    model = NameMLP(len(vocab), config, dropout=train_config.dropout)
+    ckpt = Checkpoint(meta, model, splits, train_config, LoopState())
+    return _run(ckpt, out, progress, should_stop)
+
+
+def resume_training(
+    path: Path, *, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None
+) -> TrainResult:
+    """Continue the run saved in ``path`` and write the result back to it."""
+    ckpt = load_checkpoint(path)
+    ckpt.model = NameMLP(len(ckpt.meta.vocab), ckpt.meta.model, dropout=ckpt.train_config.dropout)
+    return _run(ckpt, path, progress, should_stop)
+
+
+def _run(ckpt: Checkpoint, out: Path, progress, should_stop) -> TrainResult:
+    device = ckpt.train_config.device
+    model = ckpt.model.to(device)
+    vocab, context_size = ckpt.meta.vocab, ckpt.meta.model.context_size
+    windows = {split: Windows.from_numpy(*build_windows(part, vocab, context_size), device=device)
+               for split, part in ckpt.splits.items()}
+
+    def save(state: LoopState) -> None:  # after every evaluation: a killed run resumes from here
+        save_checkpoint(out, _finished(ckpt, model, state, windows=None), force=True)
+
+    outcome = train_model(model, windows["train"], windows["val"], ckpt.train_config, state=ckpt.loop,
+                          progress=progress, after_eval=save, should_stop=should_stop)
+    final = _finished(ckpt, model, outcome.state, windows)
+    save_checkpoint(out, final, force=True)
+    bigram = {split: bigram_loss(ckpt.splits["train"], part, vocab) for split, part in ckpt.splits.items()}
+    prov = final.meta.provenance
+    losses = {"train": prov.train_loss, "val": prov.val_loss, "test": prov.test_loss}
+    return TrainResult(final, Path(out), losses, bigram, outcome.state.seconds, outcome.stopped)
+
+
+def _finished(ckpt: Checkpoint, model: NameMLP, state: LoopState, windows) -> Checkpoint:
+    """The checkpoint as of ``state``: best weights, and losses when the splits are given."""
+    best = NameMLP(len(ckpt.meta.vocab), ckpt.meta.model)
+    best.load_state_dict(state.best_weights or state.last_weights or model.state_dict())
+    best.eval()
+    changes = {"steps": state.step, "train_seconds": round(state.seconds, 2),
+               "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    if windows is not None:
+        cpu = {split: Windows(w.contexts.cpu(), w.targets.cpu()) for split, w in windows.items()}
+        changes.update({f"{split}_loss": mean_loss(best, data) for split, data in cpu.items()})
+    meta = ckpt.meta.with_provenance(**changes)
+    return replace(ckpt, meta=meta, model=best, loop=state)

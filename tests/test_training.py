@@ -1,0 +1,111 @@
+"""Better training: best weights, early stopping, resume, Ctrl-C, normalisation, devices."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from click.testing import CliRunner  # noqa: E402
+
+from nametool.export.onnx_export import export_onnx  # noqa: E402
+from nametool.runtime import NameModel  # noqa: E402
+from nametool.runtime.schema import ModelConfig  # noqa: E402
+from nametool.train.checkpoint import load_checkpoint  # noqa: E402
+from nametool.train.cli import main as tool_main  # noqa: E402
+from nametool.train.config import TrainConfig  # noqa: E402
+from nametool.train.data import load_names  # noqa: E402
+from nametool.train.pipeline import resume_training, run_training  # noqa: E402
+
+from .conftest import TINY_NAMES  # noqa: E402
+
+SMALL = ModelConfig(context_size=3, embed_dim=6, hidden=(24,), norm="layer")
+CONFIG = TrainConfig(steps=120, batch_size=32, lr=5e-3, warmup=10, eval_every=40, dropout=0.1, seed=5)
+
+
+def weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
+    names = load_names(TINY_NAMES)
+    whole = run_training(names, SMALL, CONFIG, tmp_path / "whole.pt")
+    calls = {"n": 0}
+
+    def stop_after_70():
+        calls["n"] += 1
+        return calls["n"] > 70
+
+    part = run_training(names, SMALL, CONFIG, tmp_path / "part.pt", should_stop=stop_after_70)
+    assert part.stopped == "interrupted" and part.checkpoint.loop.step == 70
+    resumed = resume_training(tmp_path / "part.pt")
+    assert resumed.stopped == "finished" and resumed.checkpoint.loop.step == 120
+    a, b = weights(whole.checkpoint.model), weights(resumed.checkpoint.model)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert whole.checkpoint.history == resumed.checkpoint.history
+    assert whole.losses == resumed.losses
+
+
+def test_the_checkpoint_keeps_the_best_val_weights(tmp_path):
+    names = load_names(TINY_NAMES)
+    config = TrainConfig(steps=800, batch_size=64, lr=1e-2, warmup=0, eval_every=50, seed=1)  # overfits
+    result = run_training(names, ModelConfig(3, 32, (256,)), config, tmp_path / "m.pt")
+    history = result.checkpoint.history["val_loss"]
+    assert min(history) < history[-1]  # the last weights are not the best ...
+    saved = load_checkpoint(tmp_path / "m.pt")
+    assert saved.meta.provenance.val_loss == pytest.approx(min(history), abs=1e-6)  # ... the saved ones are
+
+
+def test_patience_stops_early(tmp_path):
+    names = load_names(TINY_NAMES)
+    config = TrainConfig(steps=3000, batch_size=32, lr=3e-2, warmup=0, eval_every=20, patience=2, seed=1)
+    result = run_training(names, ModelConfig(3, 16, (128,)), config, tmp_path / "m.pt")
+    assert result.stopped == "early stop" and result.checkpoint.loop.step < 3000
+    history = result.checkpoint.history["val_loss"]
+    best = history.index(min(history))
+    assert len(history) - 1 - best == 2
+
+
+def test_layer_norm_exports_within_parity(tmp_path):
+    names = load_names(TINY_NAMES)
+    result = run_training(names, SMALL, CONFIG, tmp_path / "m.pt")
+    report = export_onnx(result.checkpoint, tmp_path / "m.onnx")
+    assert report.max_abs_diff <= 1e-5
+    model = NameModel.load(tmp_path / "m.onnx")
+    assert model.meta.model.norm == "layer"
+    param_count = sum(p.numel() for p in result.checkpoint.model.parameters())
+    assert model.meta.model.parameter_count(len(model.vocab)) == param_count
+
+
+def test_ctrl_c_saves_and_resume_finishes(tmp_path):
+    out = tmp_path / "run.pt"
+    args = [sys.executable, "-m", "nametool.train.cli", "train", "--data", str(TINY_NAMES),
+            "--context-size", "3", "--embed-dim", "8", "--hidden", "64", "--steps", "3000",
+            "--eval-every", "50", "--out", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while not out.exists() and time.monotonic() < deadline:  # the first evaluation saves
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted at step" in stdout and "--resume" in stdout and "Traceback" not in stderr
+    saved = load_checkpoint(out)
+    assert 0 < saved.loop.step < 3000
+    resumed = CliRunner().invoke(tool_main, ["train", "--resume", str(out)])
+    assert resumed.exit_code == 0, resumed.output
+    assert load_checkpoint(out).loop.step == 3000
+
+
+def test_cuda_when_absent_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = CliRunner().invoke(tool_main, ["train", "--data", str(TINY_NAMES), "--device", "cuda"])
+    assert result.exit_code == 2 and "no CUDA device here" in result.output
