@@ -10,21 +10,11 @@ from pathlib import Path
 
 import click
 
-from nametool.runtime.cli import request_from, sampling_options, user_errors, write_names
+from nametool.runtime.cli import user_errors
 from nametool.runtime.schema import NORMS
+from nametool.train import commands
+from nametool.train.commands import RUNS_DIR, require_torch
 from nametool.train.config import DEFAULT_MODEL, TrainConfig
-
-TRAIN_EXTRA = "pip install 'nametool[train]'"
-RUNS_DIR = Path("runs")
-
-
-def _require_torch() -> None:
-    try:
-        import torch  # noqa: F401
-        import onnx  # noqa: F401
-    except ImportError as exc:
-        raise click.ClickException(f"{exc.name} is not installed; training and export need: {TRAIN_EXTRA}") from None
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="nametool")
@@ -88,7 +78,7 @@ def train(data, min_len, max_len, end_token, context_size, embed_dim, hidden, no
     Ctrl-C stops at the next step, saves the best weights so far and the state
     to continue with --resume.
     """
-    _require_torch()
+    require_torch()
     from nametool.runtime.schema import ModelConfig
     from nametool.train.data import DEFAULT_MAX_LEN, DEFAULT_MIN_LEN, load_names
     from nametool.train.pipeline import resume_training, run_training
@@ -205,52 +195,9 @@ def _new_run_path() -> Path:
     return run / "model.pt"
 
 
-@main.command()
-@click.argument("output", type=click.Path(dir_okay=False))
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="Checkpoint to export. Default: the newest under ./runs/")
-@click.option("--opset", type=click.IntRange(min=18), default=18, show_default=True,
-              help="ONNX opset (18 is also the minimum).")
-@click.option("--quantize", type=click.Choice(["int8"]), default=None,
-              help="Quantize the weights (onnxruntime dynamic int8), within documented drift bounds.")
-@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
-@user_errors
-def export(output, checkpoint, opset, quantize, force):
-    """Write OUTPUT (.onnx): the model with its vocabulary and config in the file's metadata."""
-    _require_torch()
-    from nametool.export.onnx_export import export_onnx
-    from nametool.train.checkpoint import load_checkpoint, newest_checkpoint
-
-    path = Path(checkpoint) if checkpoint else newest_checkpoint(RUNS_DIR)
-    report = export_onnx(load_checkpoint(path), Path(output), opset=opset, quantize=quantize, force=force)
-    click.echo(f"exported {path} -> {report.path} ({report.size_bytes / 1024:.1f} KiB)")
-    if report.quantization is None:
-        click.echo(f"parity: onnxruntime vs PyTorch on {report.contexts_checked} validation contexts, "
-                   f"max |dp| = {report.max_abs_diff:.2e}")
-        return
-    q = report.quantization
-    click.echo(f"int8: {report.size_bytes / 1024:.1f} KiB against {report.fp32_size_bytes / 1024:.1f} KiB fp32; "
-               f"on {report.contexts_checked} validation windows mean KL {q.mean_kl:.4f} nats "
-               f"(limit {q.max_mean_kl}), val loss {q.val_loss_fp32:.4f} -> {q.val_loss:.4f} "
-               f"(limit +{q.max_val_loss_increase})")
-
-
-@main.command()
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="Checkpoint to sample. Default: the newest under ./runs/")
-@sampling_options
-@user_errors
-def sample(checkpoint, **options):
-    """Sample names with PyTorch: the reference that nametool-run generate must equal, seed for seed."""
-    _require_torch()
-    from nametool.runtime import generate as engine
-    from nametool.train.checkpoint import load_checkpoint, newest_checkpoint
-    from nametool.train.reference import sample_with_torch, torch_logits_fn
-
-    ckpt = load_checkpoint(Path(checkpoint) if checkpoint else newest_checkpoint(RUNS_DIR))
-    request, seed, fmt = request_from(options)
-    names = sample_with_torch(ckpt, request, seed)
-    write_names(names, fmt, lambda batch: engine.score(torch_logits_fn(ckpt), ckpt.meta, batch))
+main.add_command(commands.export)
+main.add_command(commands.sample)
+main.add_command(commands.evaluate)
 
 
 if __name__ == "__main__":

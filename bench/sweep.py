@@ -1,0 +1,81 @@
+"""The sweep behind the defaults: quality, training time, size and generation speed per configuration.
+
+    python bench/sweep.py                # every configuration below, about 10 minutes on 2 cores
+    python bench/sweep.py --only 3,5     # some of them
+
+Each configuration trains on the default dataset (seed 42, so every row sees the
+same split) with all cores, is exported to ONNX, and its generation speed is
+measured on one thread (names/s at batch 4096, median of 3). Prints a markdown
+table; docs/sweep.md records a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from nametool.export.onnx_export import export_onnx
+from nametool.runtime import NameModel
+from nametool.runtime.schema import ModelConfig
+from nametool.train.config import TrainConfig
+from nametool.train.data import DEFAULT_MAX_LEN, DEFAULT_MIN_LEN, load_names
+from nametool.train.pipeline import run_training
+
+# (label, model, training): one axis at a time around a few centres.
+CONFIGS = [
+    ("lecture", ModelConfig(3, 10, (200,)), TrainConfig(steps=8000)),
+    ("ctx 8, 32-d, 384", ModelConfig(8, 32, (384,)), TrainConfig(steps=8000)),
+    ("+ layer norm", ModelConfig(8, 32, (384,), "layer"), TrainConfig(steps=8000)),
+    ("+ dropout 0.2", ModelConfig(8, 32, (384,)), TrainConfig(steps=8000, dropout=0.2)),
+    ("+ norm, dropout 0.2", ModelConfig(8, 32, (384,), "layer"), TrainConfig(steps=8000, dropout=0.2)),
+    ("norm, dropout 0.2, batch 512", ModelConfig(8, 32, (384,), "layer"),
+     TrainConfig(steps=6000, batch_size=512, dropout=0.2)),
+    ("ctx 10, norm, dropout 0.2", ModelConfig(10, 32, (384,), "layer"), TrainConfig(steps=8000, dropout=0.2)),
+    ("ctx 6, norm, dropout 0.2", ModelConfig(6, 32, (384,), "layer"), TrainConfig(steps=8000, dropout=0.2)),
+    ("24-d, 256, norm, dropout 0.1", ModelConfig(8, 24, (256,), "layer"), TrainConfig(steps=8000, dropout=0.1)),
+    ("512, norm, dropout 0.3", ModelConfig(8, 32, (512,), "layer"), TrainConfig(steps=8000, dropout=0.3)),
+    ("256x2, norm, dropout 0.2", ModelConfig(8, 32, (256, 256), "layer"), TrainConfig(steps=8000, dropout=0.2)),
+    ("ctx 10, 512x2, norm, batch 512 (the issue's trial)", ModelConfig(10, 32, (512, 512), "layer"),
+     TrainConfig(steps=4000, batch_size=512, lr=1e-3, dropout=0.2)),
+]
+
+
+def generation_speed(path: Path, count: int = 20_000, repeats: int = 3) -> float:
+    model = NameModel.load(path, threads=1)
+    model.generate(1000, seed=0)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.generate(count, seed=0, batch_size=4096)
+        times.append(time.perf_counter() - start)
+    return count / statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=None, help="comma-separated row numbers (1-based)")
+    args = parser.parse_args()
+    rows = [int(i) for i in args.only.split(",")] if args.only else range(1, len(CONFIGS) + 1)
+    names = load_names(min_len=DEFAULT_MIN_LEN, max_len=DEFAULT_MAX_LEN)
+    print("| # | configuration | context | embed | hidden | norm | dropout | batch | steps | "
+          "train s | val | test | parameters | file KiB | names/s (1 thread) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for row in rows:
+            label, config, train_config = CONFIGS[row - 1]
+            result = run_training(names, config, train_config, Path(tmp) / f"{row}.pt")
+            onnx_path = Path(tmp) / f"{row}.onnx"
+            report = export_onnx(result.checkpoint, onnx_path)
+            params = config.parameter_count(len(result.checkpoint.meta.vocab))
+            print(f"| {row} | {label} | {config.context_size} | {config.embed_dim} | "
+                  f"{','.join(map(str, config.hidden))} | {config.norm} | {train_config.dropout} | "
+                  f"{train_config.batch_size} | {train_config.steps} | {result.seconds:.1f} | "
+                  f"{result.losses['val']:.4f} | {result.losses['test']:.4f} | {params:,} | "
+                  f"{report.size_bytes / 1024:.0f} | {generation_speed(onnx_path):,.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

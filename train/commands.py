@@ -1,0 +1,103 @@
+"""The ``nametool`` commands beside ``train``: export, sample (the PyTorch reference) and eval.
+
+torch is imported only inside the commands that need it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from nametool.runtime.cli import request_from, sampling_options, user_errors, write_names
+
+TRAIN_EXTRA = "pip install 'nametool[train]'"
+RUNS_DIR = Path("runs")
+
+
+def require_torch() -> None:
+    try:
+        import torch  # noqa: F401
+        import onnx  # noqa: F401
+    except ImportError as exc:
+        raise click.ClickException(f"{exc.name} is not installed; training and export need: {TRAIN_EXTRA}") from None
+
+
+@click.command()
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Checkpoint to export. Default: the newest under ./runs/")
+@click.option("--opset", type=click.IntRange(min=18), default=18, show_default=True,
+              help="ONNX opset (18 is also the minimum).")
+@click.option("--quantize", type=click.Choice(["int8"]), default=None,
+              help="Quantize the weights (onnxruntime dynamic int8), within documented drift bounds.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@user_errors
+def export(output, checkpoint, opset, quantize, force):
+    """Write OUTPUT (.onnx): the model with its vocabulary and config in the file's metadata."""
+    require_torch()
+    from nametool.export.onnx_export import export_onnx
+    from nametool.train.checkpoint import load_checkpoint, newest_checkpoint
+
+    path = Path(checkpoint) if checkpoint else newest_checkpoint(RUNS_DIR)
+    report = export_onnx(load_checkpoint(path), Path(output), opset=opset, quantize=quantize, force=force)
+    click.echo(f"exported {path} -> {report.path} ({report.size_bytes / 1024:.1f} KiB)")
+    if report.quantization is None:
+        click.echo(f"parity: onnxruntime vs PyTorch on {report.contexts_checked} validation contexts, "
+                   f"max |dp| = {report.max_abs_diff:.2e}")
+        return
+    q = report.quantization
+    click.echo(f"int8: {report.size_bytes / 1024:.1f} KiB against {report.fp32_size_bytes / 1024:.1f} KiB fp32; "
+               f"on {report.contexts_checked} validation windows mean KL {q.mean_kl:.4f} nats "
+               f"(limit {q.max_mean_kl}), val loss {q.val_loss_fp32:.4f} -> {q.val_loss:.4f} "
+               f"(limit +{q.max_val_loss_increase})")
+
+
+@click.command()
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Checkpoint to sample. Default: the newest under ./runs/")
+@sampling_options
+@user_errors
+def sample(checkpoint, **options):
+    """Sample names with PyTorch: the reference that nametool-run generate must equal, seed for seed."""
+    require_torch()
+    from nametool.runtime import generate as engine
+    from nametool.train.checkpoint import load_checkpoint, newest_checkpoint
+    from nametool.train.reference import sample_with_torch, torch_logits_fn
+
+    ckpt = load_checkpoint(Path(checkpoint) if checkpoint else newest_checkpoint(RUNS_DIR))
+    request, seed, fmt = request_from(options)
+    names = sample_with_torch(ckpt, request, seed)
+    write_names(names, fmt, lambda batch: engine.score(torch_logits_fn(ckpt), ckpt.meta, batch))
+
+
+@click.command("eval")
+@click.argument("source", required=False, type=click.Path(dir_okay=False))
+@click.option("--samples", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Names to generate for the sample-quality figures (0: skip).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated names.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@user_errors
+def evaluate(source, samples, seed, as_json):
+    """Losses, baselines and sample quality of SOURCE: a checkpoint (.pt) or a model file (.onnx).
+
+    Default: the newest checkpoint under ./runs/. Both kinds give the same numbers.
+    """
+    from nametool.train.evaluate import Source, evaluate, format_report, splits_from_meta
+
+    path = Path(source) if source else None
+    if path is not None and path.suffix == ".onnx":
+        from nametool.runtime.model import NameModel
+
+        model = NameModel.load(path)
+        src = Source(model.logits, model.meta, splits_from_meta(model.meta))
+    else:
+        require_torch()
+        from nametool.train.checkpoint import load_checkpoint, newest_checkpoint
+        from nametool.train.reference import torch_logits_fn
+
+        ckpt = load_checkpoint(path or newest_checkpoint(RUNS_DIR))
+        src = Source(torch_logits_fn(ckpt), ckpt.meta, ckpt.splits)
+    report = evaluate(src, samples=samples, seed=seed)
+    click.echo(json.dumps(report, ensure_ascii=False, indent=1) if as_json else format_report(report), nl=as_json)
