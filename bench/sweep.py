@@ -24,22 +24,29 @@ from nametool.train.config import TrainConfig
 from nametool.train.data import DEFAULT_MAX_LEN, DEFAULT_MIN_LEN, load_names
 from nametool.train.pipeline import run_training
 
-# (label, model, training): one axis at a time around a few centres.
+# (label, model, training): the lecture's model, then one change at a time.
+B512 = {"batch_size": 512, "lr": 3e-3, "weight_decay": 0.1}
 CONFIGS = [
-    ("lecture", ModelConfig(3, 10, (200,)), TrainConfig(steps=8000)),
-    ("ctx 8, 32-d, 384", ModelConfig(8, 32, (384,)), TrainConfig(steps=8000)),
-    ("+ layer norm", ModelConfig(8, 32, (384,), "layer"), TrainConfig(steps=8000)),
-    ("+ dropout 0.2", ModelConfig(8, 32, (384,)), TrainConfig(steps=8000, dropout=0.2)),
-    ("+ norm, dropout 0.2", ModelConfig(8, 32, (384,), "layer"), TrainConfig(steps=8000, dropout=0.2)),
-    ("norm, dropout 0.2, batch 512", ModelConfig(8, 32, (384,), "layer"),
-     TrainConfig(steps=6000, batch_size=512, dropout=0.2)),
-    ("ctx 10, norm, dropout 0.2", ModelConfig(10, 32, (384,), "layer"), TrainConfig(steps=8000, dropout=0.2)),
-    ("ctx 6, norm, dropout 0.2", ModelConfig(6, 32, (384,), "layer"), TrainConfig(steps=8000, dropout=0.2)),
-    ("24-d, 256, norm, dropout 0.1", ModelConfig(8, 24, (256,), "layer"), TrainConfig(steps=8000, dropout=0.1)),
-    ("512, norm, dropout 0.3", ModelConfig(8, 32, (512,), "layer"), TrainConfig(steps=8000, dropout=0.3)),
-    ("256x2, norm, dropout 0.2", ModelConfig(8, 32, (256, 256), "layer"), TrainConfig(steps=8000, dropout=0.2)),
-    ("ctx 10, 512x2, norm, batch 512 (the issue's trial)", ModelConfig(10, 32, (512, 512), "layer"),
-     TrainConfig(steps=4000, batch_size=512, lr=1e-3, dropout=0.2)),
+    ("lecture", ModelConfig(3, 10, (200,)), TrainConfig(steps=8000, batch_size=256, lr=2e-3, weight_decay=0.01)),
+    ("ctx 8, 32-d, 384", ModelConfig(8, 32, (384,)),
+     TrainConfig(steps=8000, batch_size=256, lr=2e-3, weight_decay=0.01)),
+    ("+ layer norm", ModelConfig(8, 32, (384,), "layer"),
+     TrainConfig(steps=8000, batch_size=256, lr=2e-3, weight_decay=0.01)),
+    ("+ dropout 0.2", ModelConfig(8, 32, (384,)),
+     TrainConfig(steps=8000, batch_size=256, lr=2e-3, weight_decay=0.01, dropout=0.2)),
+    ("+ batch 512, lr 3e-3, wd 0.1", ModelConfig(8, 32, (384,)), TrainConfig(steps=6000, **B512)),
+    ("+ hidden 512", ModelConfig(8, 32, (512,)), TrainConfig(steps=5000, **B512)),
+    ("+ context 10 (default)", ModelConfig(10, 32, (512,)), TrainConfig(steps=5000, **B512)),
+    ("  ... 7000 steps", ModelConfig(10, 32, (512,)), TrainConfig(steps=7000, **B512)),
+    ("  ... dropout 0.1", ModelConfig(10, 32, (512,)), TrainConfig(steps=5000, dropout=0.1, **B512)),
+    ("  ... context 12", ModelConfig(12, 32, (512,)), TrainConfig(steps=5000, **B512)),
+    ("  ... hidden 768, wd 0.2", ModelConfig(10, 32, (768,)),
+     TrainConfig(steps=5000, batch_size=512, lr=3e-3, weight_decay=0.2)),
+    ("  ... 48-d, layer norm, lr 2e-3", ModelConfig(10, 48, (512,), "layer"),
+     TrainConfig(steps=4000, batch_size=512, lr=2e-3, weight_decay=0.1)),
+    ("  ... 24-d, 256x2, layer norm", ModelConfig(10, 24, (256, 256), "layer"), TrainConfig(steps=5000, **B512)),
+    ("the issue's trial: 512x2, layer norm", ModelConfig(10, 32, (512, 512), "layer"),
+     TrainConfig(steps=4000, batch_size=512, lr=1e-3, weight_decay=0.01)),
 ]
 
 

@@ -28,6 +28,7 @@ from nametool.runtime.sampling import next_char_probs
 from nametool.runtime.schema import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, Golden, ModelMeta, Quantization
 from nametool.train.checkpoint import Checkpoint
 from nametool.train.data import build_windows
+from nametool.train.evaluate import split_loss
 
 DEFAULT_OPSET = 18  # also the minimum: the lowest opset torch's current (dynamo) exporter writes
 MIN_OPSET = 18
@@ -134,9 +135,10 @@ def export_onnx(ckpt: Checkpoint, out: Path, *, opset: int = DEFAULT_OPSET, quan
     if quantize == "int8":
         proto = quantize_int8(fp32)
         contexts, targets = build_windows(ckpt.splits["val"], meta.vocab, meta.model.context_size)
-        drift = measure_drift(_session_model(fp32, meta).logits, _session_model(proto, meta).logits,
-                              contexts, targets)
-        meta, checked = replace(meta, quantization=drift), len(contexts)
+        int8 = _session_model(proto, meta)
+        drift = measure_drift(_session_model(fp32, meta).logits, int8.logits, contexts, targets)
+        own = {f"{split}_loss": split_loss(int8.logits, meta, names) for split, names in ckpt.splits.items()}
+        meta, checked = replace(meta.with_provenance(**own), quantization=drift), len(contexts)
     golden = make_golden(_session_model(proto, meta), golden_contexts(ckpt.splits["val"]),
                          GOLDEN_TOLERANCE[quantize])
     meta = replace(meta, golden=golden)

@@ -22,6 +22,26 @@ def bundled_model_path(name: str = DEFAULT_MODEL) -> Path:
     return Path(str(resources.files("nametool.models").joinpath(name)))
 
 
+def bundled_models() -> dict[str, Path]:
+    """Every model shipped with nametool, by name (the file name without ``.onnx``)."""
+    folder = Path(str(resources.files("nametool.models")))
+    return {path.stem: path for path in sorted(folder.glob("*.onnx"), key=lambda p: p.stem)}
+
+
+def resolve_model(spec: str | os.PathLike | None) -> Path:
+    """A model file from a path, a bundled model's name, or nothing (the default model)."""
+    if spec is None:
+        return bundled_model_path()
+    path = Path(spec)
+    if path.exists():
+        return path
+    bundled = bundled_models()
+    name = path.name[:-5] if path.name.endswith(".onnx") else path.name
+    if str(spec) == path.name and name in bundled:
+        return bundled[name]
+    raise ModelFileError(f"{spec}: no such model file, nor a bundled model (bundled: {', '.join(bundled)})")
+
+
 def _session(path: Path, threads: int):
     import onnxruntime as ort
 
@@ -48,10 +68,8 @@ class NameModel:
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, *, threads: int = 1) -> NameModel:
-        """Open a model file (default: the bundled model) and check it is one of ours."""
-        path = bundled_model_path() if path is None else Path(path)
-        if not path.exists():
-            raise ModelFileError(f"{path}: no such model file")
+        """Open a model file, or a bundled model by name (default: ``default``), and check it is one of ours."""
+        path = resolve_model(path)
         if not path.is_file():
             raise ModelFileError(f"{path}: is not a file")
         session = _session(path, threads)
@@ -72,19 +90,11 @@ class NameModel:
 
     def encode_context(self, text: str) -> np.ndarray:
         """The model's input for "what follows ``text``": its last characters, left-padded."""
-        try:
-            ids = self.vocab.encode(text)
-        except ValueError as exc:
-            raise RequestError(f"context {text!r}: {exc}") from None
-        ids = [self.vocab.end_id] * self.context_size + ids
-        return np.array([ids[len(ids) - self.context_size:]], dtype=np.int64)  # (1, context_size)
+        return encode_context(self.meta, text)
 
     def next_char_distribution(self, text: str = "", *, temperature: float = 1.0) -> dict[str, float]:
         """P(next character | ``text``), most likely first. The end token means "the name ends"."""
-        probs = next_char_probs(self.logits(self.encode_context(text)), temperature)[0]
-        order = np.argsort(-probs, kind="stable")
-        itos = self.vocab.itos()
-        return {itos[i]: float(probs[i]) for i in order}
+        return next_char_distribution(self.logits, self.meta, text, temperature=temperature)
 
     def generate(self, count: int = 10, *, seed: int | None = None, **options) -> list[str]:
         """Sample ``count`` names.
@@ -99,6 +109,25 @@ class NameModel:
     def score(self, names: list[str]) -> list[engine.Score]:
         """Log-likelihood, per-character probabilities and perplexity of each (normalised) name."""
         return engine.score(self.logits, self.meta, [normalise(name) for name in names])
+
+
+def encode_context(meta: ModelMeta, text: str) -> np.ndarray:
+    """``(1, context_size)`` ids of the last characters of ``text``, left-padded with the end id."""
+    try:
+        ids = meta.vocab.encode(text)
+    except ValueError as exc:
+        raise RequestError(f"context {text!r}: {exc}") from None
+    size = meta.model.context_size
+    ids = [meta.vocab.end_id] * size + ids
+    return np.array([ids[len(ids) - size:]], dtype=np.int64)
+
+
+def next_char_distribution(logits_fn, meta: ModelMeta, text: str = "", *, temperature: float = 1.0):
+    """P(next character | ``text``) under any logits function, most likely first."""
+    probs = next_char_probs(logits_fn(encode_context(meta, text)), temperature)[0]
+    order = np.argsort(-probs, kind="stable")
+    itos = meta.vocab.itos()
+    return {itos[i]: float(probs[i]) for i in order}
 
 
 def _check_graph(session, meta: ModelMeta, path: Path) -> None:

@@ -90,3 +90,32 @@ def test_novel_names_are_not_in_the_training_data():
     assert len(set(names)) == 300 and not any(name in known for name in names)
     plain = model.generate(300, seed=4)
     assert any(name in known for name in plain)  # the filter has something to do
+
+
+def test_bundled_models_are_found_by_name():
+    from nametool.runtime.model import bundled_models
+
+    bundled = bundled_models()
+    assert {"default", "default-int8", "lecture"} <= set(bundled)
+    lecture = NameModel.load("lecture")
+    assert lecture.meta.model.context_size == 3 and lecture.meta.model.hidden == (200,)
+    assert NameModel.load("default-int8.onnx").meta.quantization is not None
+    with pytest.raises(ModelFileError, match="nor a bundled model \\(bundled: default, default-int8, lecture"):
+        NameModel.load("nonesuch")
+
+
+def test_models_command_lists_every_bundled_model():
+    import json
+
+    from click.testing import CliRunner
+
+    from nametool.runtime.cli import main
+
+    result = CliRunner().invoke(main, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert rows["lecture"]["parameters"] < rows["default"]["parameters"]
+    assert rows["lecture"]["file_bytes"] < rows["default-int8"]["file_bytes"] < rows["default"]["file_bytes"]
+    assert all(row["names_per_second"] > 0 and row["test_loss"] > 1 for row in rows.values())
+    text = CliRunner().invoke(main, ["models"]).output.splitlines()
+    assert text[0].split()[:4] == ["name", "size", "params", "test"] and len(text) == len(rows) + 1

@@ -198,6 +198,7 @@ def _new_run_path() -> Path:
 main.add_command(commands.export)
 main.add_command(commands.sample)
 main.add_command(commands.evaluate)
+main.add_command(commands.plot)
 
 
 if __name__ == "__main__":

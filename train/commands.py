@@ -101,3 +101,107 @@ def evaluate(source, samples, seed, as_json):
         src = Source(torch_logits_fn(ckpt), ckpt.meta, ckpt.splits)
     report = evaluate(src, samples=samples, seed=seed)
     click.echo(json.dumps(report, ensure_ascii=False, indent=1) if as_json else format_report(report), nl=as_json)
+
+
+@click.group()
+def plot():
+    """Pictures (PNG, needs the plot extra): loss curves, embeddings, next-character bars."""
+
+
+def _require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise click.ClickException("matplotlib is not installed; plots need: pip install 'nametool[plot]'") from None
+
+
+def _run_checkpoint(run: str | None) -> Path:
+    """A checkpoint path from a checkpoint, a run folder, or nothing (the newest run)."""
+    from nametool.train.checkpoint import newest_checkpoint
+
+    if run is None:
+        return newest_checkpoint(RUNS_DIR)
+    path = Path(run)
+    return path / "model.pt" if path.is_dir() else path
+
+
+out_option = click.option("--out", type=click.Path(dir_okay=False), default=None,
+                          help="PNG to write. Default: beside the checkpoint or model.")
+force_option = click.option("--force", is_flag=True, help="Replace --out if it exists.")
+
+
+@plot.command("loss")
+@click.argument("run", required=False)
+@out_option
+@force_option
+@user_errors
+def plot_loss_command(run, out, force):
+    """Train and val loss over steps for RUN (a run folder or checkpoint; default: the newest)."""
+    require_torch()
+    _require_matplotlib()
+    from nametool.train.checkpoint import load_checkpoint
+    from nametool.train.plots import plot_loss
+
+    path = _run_checkpoint(run)
+    ckpt = load_checkpoint(path)
+    if not ckpt.history["step"]:
+        raise click.ClickException(f"{path}: no evaluations recorded yet")
+    m = ckpt.meta.model
+    title = f"{path.parent.name}: context {m.context_size}, {m.embed_dim}-d, hidden {','.join(map(str, m.hidden))}"
+    target = Path(out) if out else path.with_name("loss.png")
+    plot_loss(ckpt.history, title, target, force=force)
+    click.echo(f"wrote {target}")
+
+
+@plot.command("embeddings")
+@click.argument("run", required=False)
+@out_option
+@force_option
+@user_errors
+def plot_embeddings_command(run, out, force):
+    """The learned character embeddings in 2-D (PCA unless they are 2-D), labelled."""
+    require_torch()
+    _require_matplotlib()
+    from nametool.train.checkpoint import load_checkpoint
+    from nametool.train.plots import plot_embeddings
+
+    path = _run_checkpoint(run)
+    ckpt = load_checkpoint(path)
+    weights = ckpt.model.embed.weight.detach().numpy()
+    target = Path(out) if out else path.with_name("embeddings.png")
+    separation = plot_embeddings(weights, ckpt.meta.vocab.itos(), "Character embeddings", target, force=force)
+    click.echo(f"wrote {target}" + ("" if separation is None else
+               f" (vowels: mean distance to consonants / to each other = {separation:.2f})"))
+
+
+@plot.command("next")
+@click.argument("source", required=False)
+@click.option("--context", default="", help="The characters so far (default: the start of a name).")
+@click.option("--top", type=click.IntRange(min=1), default=None, help="Bars to show (default: all).")
+@out_option
+@force_option
+@user_errors
+def plot_next_command(source, context, top, out, force):
+    """Bar chart of P(next character | --context) from a checkpoint or a model file."""
+    _require_matplotlib()
+    from nametool.train.plots import plot_next
+
+    path = Path(source) if source else None
+    if path is not None and path.suffix == ".onnx":
+        from nametool.runtime.model import NameModel
+
+        model = NameModel.load(path)
+        dist, end = model.next_char_distribution(context), model.vocab.end_token
+    else:
+        require_torch()
+        from nametool.runtime.model import next_char_distribution
+        from nametool.train.checkpoint import load_checkpoint
+        from nametool.train.reference import torch_logits_fn
+
+        path = _run_checkpoint(source)
+        ckpt = load_checkpoint(path)
+        dist = next_char_distribution(torch_logits_fn(ckpt), ckpt.meta, context)
+        end = ckpt.meta.vocab.end_token
+    target = Path(out) if out else path.with_name(f"next-{context or 'start'}.png")
+    plot_next(dist, context, end, path.name, target, top=top, force=force)
+    click.echo(f"wrote {target}")

@@ -10,16 +10,16 @@ from dataclasses import asdict, dataclass
 
 from nametool.runtime.schema import ModelConfig
 
-DEFAULT_MODEL = ModelConfig(context_size=8, embed_dim=32, hidden=(384,))
+DEFAULT_MODEL = ModelConfig(context_size=10, embed_dim=32, hidden=(512,))
 LECTURE_MODEL = ModelConfig(context_size=3, embed_dim=10, hidden=(200,))
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 8000
-    batch_size: int = 256
-    lr: float = 2e-3  # peak: linear warm-up, then cosine decay to zero
-    weight_decay: float = 0.01
+    steps: int = 5000
+    batch_size: int = 512
+    lr: float = 3e-3  # peak: linear warm-up, then cosine decay to zero
+    weight_decay: float = 0.1
     warmup: int = 200
     dropout: float = 0.0
     eval_every: int = 500

@@ -43,13 +43,18 @@ def splits_from_meta(meta: ModelMeta) -> dict[str, list[str]]:
     return dict(zip(SPLITS, split_names(names, meta.provenance.seed)))
 
 
-def model_loss(source: Source, names: list[str], chunk: int = 65536) -> float:
-    contexts, targets = build_windows(names, source.meta.vocab, source.meta.model.context_size)
+def split_loss(logits_fn: engine.LogitsFn, meta: ModelMeta, names: list[str], chunk: int = 65536) -> float:
+    """Nats per character of a logits function on every window of ``names``."""
+    contexts, targets = build_windows(names, meta.vocab, meta.model.context_size)
     total = 0.0
     for start in range(0, len(targets), chunk):
-        logp = log_softmax(source.logits(contexts[start:start + chunk]))
+        logp = log_softmax(logits_fn(contexts[start:start + chunk]))
         total -= logp[np.arange(len(logp)), targets[start:start + chunk]].sum()
     return float(total / len(targets))
+
+
+def model_loss(source: Source, names: list[str]) -> float:
+    return split_loss(source.logits, source.meta, names)
 
 
 def sample_quality(source: Source, count: int, seed: int) -> dict:
