@@ -56,14 +56,17 @@ def table(header: list[str], rows: list[list]) -> str:
 # -- whole processes: cold start and peak memory -------------------------------------------------
 
 def run_process(args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    if status != 0:
-        raise RuntimeError(f"{args} failed with status {status}")
-    return seconds, usage.ru_maxrss / 1024
+    """Wall seconds and peak RSS (MB) of one child process.
+
+    GNU time measures the peak RSS: a child forked from this process would count
+    the pages it shares with it (torch included) before its exec.
+    """
+    with tempfile.NamedTemporaryFile("r") as report:
+        start = time.perf_counter()
+        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report.name, *args], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seconds = time.perf_counter() - start
+        return seconds, int(report.read().split()[-1]) / 1024
 
 
 def cold_start(ckpt: Path, repeats: int) -> str:
