@@ -27,6 +27,21 @@ def user_errors(func):
     return wrapper
 
 
+SEED = click.IntRange(0, 2**64 - 1)  # what numpy.random.default_rng accepts
+
+
+def utf8_argument(ctx, param, value):
+    """Arguments as UTF-8 even where Python decoded argv with another encoding (a C locale, UTF-8 mode off)."""
+    if value is None:
+        return value
+    if isinstance(value, tuple):
+        return tuple(utf8_argument(ctx, param, v) for v in value)
+    try:
+        return os.fsencode(value).decode("utf-8")
+    except UnicodeDecodeError:
+        raise click.BadParameter(f"{value!r} is not UTF-8 text") from None
+
+
 def sampling_options(func):
     """The options of ``generate``, shared with the PyTorch reference ``nametool sample``."""
     options = [
@@ -38,12 +53,12 @@ def sampling_options(func):
                      help="Sample only among the k most likely characters."),
         click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
                      help="Nucleus sampling: the smallest most-likely set reaching mass p."),
-        click.option("--seed", type=int, default=None, help="Random seed; the same seed gives the same names."),
+        click.option("--seed", type=SEED, default=None, help="Random seed; the same seed gives the same names."),
         click.option("--min-len", type=click.IntRange(min=1), default=None,
                      help="Shortest name (the end token is masked before). Default: the training range."),
         click.option("--max-len", type=click.IntRange(min=1), default=None,
                      help="Longest name (the end token is forced there). Default: the training range."),
-        click.option("--prefix", default="", help="Names start with these characters."),
+        click.option("--prefix", default="", callback=utf8_argument, help="Names start with these characters."),
         click.option("--unique", is_flag=True, help="No name twice in the output."),
         click.option("--novel", is_flag=True, help="No name of the training data (checked in the model file)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True,
@@ -115,7 +130,7 @@ def write_names(names: list[str], fmt: str, score) -> None:
 
 
 @main.command()
-@click.argument("context", default="")
+@click.argument("context", default="", callback=utf8_argument)
 @model_option
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Rows to show.")
 @click.option("--temperature", type=click.FloatRange(min=0), default=1.0, show_default=True)
@@ -135,7 +150,7 @@ def predict(context, model_path, top, temperature) -> None:
 
 
 @main.command()
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, callback=utf8_argument)
 @model_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @user_errors
@@ -144,7 +159,12 @@ def score(names, model_path, fmt) -> None:
     from nametool.runtime.model import NameModel
 
     if not names:
-        names = tuple(line for line in click.get_text_stream("stdin").read().splitlines() if line.strip())
+        raw = click.get_binary_stream("stdin").read()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise click.ClickException(f"stdin: not UTF-8 text (bad byte at offset {exc.start})") from None
+        names = tuple(line for line in text.splitlines() if line.strip())
     if not names:
         raise click.UsageError("give names as arguments or one per line on stdin")
     model = NameModel.load(model_path)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nametool.runtime.errors import RequestError
-from nametool.runtime.sampling import draw, log_softmax
-from nametool.runtime.schema import ModelMeta
+from nametool.runtime.errors import ModelFileError, RequestError
+from nametool.runtime.sampling import UnusableLogits, draw, log_softmax
+from nametool.runtime.schema import MAX_NAME_LEN, MAX_SEED, ModelMeta
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]  # (batch, context_size) int64 -> (batch, vocab) float
 
@@ -65,16 +65,17 @@ def plan(request: Request, meta: ModelMeta) -> Plan:
     max_len = defaults.max_len if r.max_len is None else r.max_len
     if r.count < 0:
         raise RequestError(f"count {r.count} is negative")
-    if not (temperature >= 0 and np.isfinite(temperature)):
-        raise RequestError(f"temperature {temperature} must be a finite number >= 0")
+    check_temperature(temperature)
     if r.top_k is not None and r.top_k < 1:
         raise RequestError(f"top-k {r.top_k} must be at least 1")
     if r.top_p is not None and not 0 < r.top_p <= 1:
         raise RequestError(f"top-p {r.top_p} must be in (0, 1]")
     if min_len < 1:
         raise RequestError(f"min-len {min_len} must be at least 1")
+    if max_len > MAX_NAME_LEN:  # one uniform per (name, position) is drawn up front
+        raise RequestError(f"max-len {max_len} is above the limit {MAX_NAME_LEN}")
     if max_len < min_len:
-        raise RequestError(f"max-len {max_len} is below min-len {min_len}")
+        raise RequestError(f"max-len {max_len}{_default(r.max_len)} is below min-len {min_len}{_default(r.min_len)}")
     if r.batch_size < 1:
         raise RequestError(f"batch size {r.batch_size} must be at least 1")
     try:
@@ -87,6 +88,22 @@ def plan(request: Request, meta: ModelMeta) -> Plan:
         raise RequestError("this model file carries no training names, so --novel cannot check them")
     return Plan(r.count, temperature, r.top_k, r.top_p, min_len, max_len, prefix_ids,
                 r.unique, r.novel, r.batch_size)
+
+
+def make_rng(seed: int | None) -> np.random.Generator:
+    """The generator a seed names (None: fresh entropy); numpy refuses negative seeds with a traceback."""
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise RequestError(f"seed {seed} is outside 0..2**64-1")
+    return np.random.default_rng(seed)
+
+
+def check_temperature(temperature: float) -> None:
+    if not (temperature >= 0 and np.isfinite(temperature)):
+        raise RequestError(f"temperature {temperature} must be a finite number >= 0")
+
+
+def _default(given) -> str:
+    return " (the model's default)" if given is None else ""
 
 
 def generate(logits_fn: LogitsFn, meta: ModelMeta, request: Request, rng: np.random.Generator) -> list[str]:
@@ -136,8 +153,12 @@ def _sample_chunk(logits_fn: LogitsFn, meta: ModelMeta, p: Plan, uniforms: np.nd
     out[:, :len(p.prefix_ids)] = p.prefix_ids
     row = np.arange(rows)  # which output row each still-active context belongs to
     for pos in range(len(p.prefix_ids), p.max_len):  # a name reaching max_len ends: the end is forced
-        ids = draw(logits_fn(context), uniforms[row, pos], temperature=p.temperature, top_k=p.top_k,
-                   top_p=p.top_p, forbid=end if pos < p.min_len else None)
+        forbid = end if pos < p.min_len else None
+        try:
+            ids = draw(logits_fn(context), uniforms[row, pos], temperature=p.temperature, top_k=p.top_k,
+                       top_p=p.top_p, forbid=forbid)
+        except UnusableLogits as exc:
+            raise _unusable(exc, meta.vocab.decode(out[row[exc.row], :pos]), forbid is not None, p) from None
         going = ids != end
         if not going.all():  # retire finished names
             row, context, ids = row[going], context[going], ids[going]
@@ -147,6 +168,15 @@ def _sample_chunk(logits_fn: LogitsFn, meta: ModelMeta, p: Plan, uniforms: np.nd
         context[:, :-1] = context[:, 1:]
         context[:, -1] = ids
     return _decode_rows(out, meta)
+
+
+def _unusable(exc: UnusableLogits, text: str, end_masked: bool, p: Plan) -> Exception:
+    """Name the context where the model gave no distribution, and whose fault it is."""
+    if exc.value == -np.inf and end_masked:
+        return RequestError(f"after {text!r} the model gives every character but the end probability 0, "
+                            f"and min-len {p.min_len} forbids the end there; lower min-len")
+    return ModelFileError(f"the model gives no usable distribution after {text!r} ({exc}); "
+                          "the model file is damaged")
 
 
 def _decode_rows(out: np.ndarray, meta: ModelMeta) -> list[str]:

@@ -17,6 +17,8 @@ from functools import cached_property
 
 from nametool.runtime.errors import ModelFileError
 
+MAX_BYTES_PER_NAME = 4 * 256 + 8  # names are at most 256 characters; front-coding adds a prefix length
+
 
 @dataclass(frozen=True)
 class KnownNames:
@@ -36,9 +38,14 @@ class KnownNames:
 
     @cached_property
     def names(self) -> frozenset[str]:
+        limit = MAX_BYTES_PER_NAME * max(self.count, 0) + 1024  # a hostile file cannot expand without bound
         try:
-            text = zlib.decompress(base64.b64decode(self.data, validate=True)).decode("utf-8")
-        except (binascii.Error, zlib.error, UnicodeDecodeError, ValueError):
+            inflater = zlib.decompressobj()
+            text = inflater.decompress(base64.b64decode(self.data, validate=True), limit)
+            if inflater.unconsumed_tail:
+                raise ModelFileError(f"metadata known_names expands beyond {limit} bytes for {self.count} names")
+            text = text.decode("utf-8")
+        except (binascii.Error, zlib.error, UnicodeDecodeError, ValueError, TypeError):
             raise ModelFileError("metadata known_names is corrupt") from None
         names, previous = [], ""
         for line in text.split("\n") if text else []:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import unicodedata
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -10,11 +12,13 @@ import numpy as np
 
 from nametool.runtime import generate as engine
 from nametool.runtime.errors import ModelFileError, RequestError
+from nametool.runtime.inspect import nonfinite_weights
 from nametool.runtime.sampling import next_char_probs
-from nametool.runtime.schema import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelMeta
+from nametool.runtime.schema import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, UNPRINTABLE, ModelMeta
 from nametool.runtime.text import normalise
 
 DEFAULT_MODEL = "default.onnx"
+PROBE_ROWS = 256  # contexts run once on load: enough to use every id of any but a huge vocabulary
 
 
 def bundled_model_path(name: str = DEFAULT_MODEL) -> Path:
@@ -42,18 +46,44 @@ def resolve_model(spec: str | os.PathLike | None) -> Path:
     raise ModelFileError(f"{spec}: no such model file, nor a bundled model (bundled: {', '.join(bundled)})")
 
 
-def _session(path: Path, threads: int):
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _session(data: bytes, path: Path, threads: int):
+    """An onnxruntime session on the file's bytes: the graph cannot make us read other files."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # errors only: a bad file is reported by us, once
+    options.log_severity_level = 4  # fatal only: a bad file is reported by us, once
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        # no fallback: on failure onnxruntime would print an "EP Error" banner to stdout and retry
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"], enable_fallback=0)
     except Exception as exc:  # onnxruntime raises several unrelated types for bad files
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{path}: not a loadable ONNX model ({first_line[:200]})") from None
+        raise ModelFileError(f"{path}: not a loadable ONNX model ({_first_line(exc)})") from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _read_meta(session, path: Path) -> ModelMeta:
+    try:
+        metadata = session.get_modelmeta().custom_metadata_map
+    except Exception as exc:  # e.g. metadata bytes that are not UTF-8
+        raise ModelFileError(f"{path}: unreadable metadata ({_first_line(exc)})") from None
+    if METADATA_KEY not in metadata:
+        raise ModelFileError(f"{path}: an ONNX file without nametool metadata (key {METADATA_KEY!r})")
+    try:
+        return ModelMeta.from_json(metadata[METADATA_KEY])
+    except ModelFileError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
 
 
 class NameModel:
@@ -72,13 +102,20 @@ class NameModel:
         path = resolve_model(path)
         if not path.is_file():
             raise ModelFileError(f"{path}: is not a file")
-        session = _session(path, threads)
-        metadata = session.get_modelmeta().custom_metadata_map
-        if METADATA_KEY not in metadata:
-            raise ModelFileError(f"{path}: an ONNX file without nametool metadata (key {METADATA_KEY!r})")
-        meta = ModelMeta.from_json(metadata[METADATA_KEY])
+        data = _read(path)
+        session = _session(data, path, threads)
+        meta = _read_meta(session, path)
         _check_graph(session, meta, path)
-        return cls(session, meta, path)
+        _check_printable(meta, path)
+        try:
+            bad = nonfinite_weights(data)
+        except ModelFileError as exc:
+            raise ModelFileError(f"{path}: {exc}") from None
+        if bad:
+            raise ModelFileError(f"{path}: {bad}; refusing to sample from it")
+        model = cls(session, meta, path)
+        model._probe()
+        return model
 
     def logits(self, contexts: np.ndarray) -> np.ndarray:
         """Next-character logits for a batch of encoded contexts.
@@ -86,7 +123,26 @@ class NameModel:
         ``contexts`` is ``(batch, context_size)`` int64; returns ``(batch, vocab)`` float32.
         """
         contexts = np.ascontiguousarray(contexts, dtype=np.int64)
-        return self._session.run([OUTPUT_NAME], {INPUT_NAME: contexts})[0]
+        try:
+            out = self._session.run([OUTPUT_NAME], {INPUT_NAME: contexts})[0]
+        except Exception as exc:  # onnxruntime's own types: a damaged graph can load, then fail here
+            raise ModelFileError(f"{self.path}: the model failed to run ({_first_line(exc)})") from None
+        if out.shape != (len(contexts), len(self.vocab)):  # the sampler indexes by these
+            raise ModelFileError(f"{self.path}: the model gave logits of shape {out.shape} for "
+                                 f"{len(contexts)} contexts of a {len(self.vocab)}-id vocabulary")
+        return out
+
+    def _probe(self) -> None:
+        """Run the model once on contexts using every id: NaN or inf weights show in the logits.
+
+        The first row is the start of a name; the others hold the ids in order.
+        """
+        size, ids = self.context_size, np.arange(len(self.vocab), dtype=np.int64)
+        ids = ids[: (PROBE_ROWS - 1) * size]
+        rows = np.resize(ids, (-(-len(ids) // size), size))  # wraps round to fill the last row
+        contexts = np.vstack([np.full((1, size), self.vocab.end_id, dtype=np.int64), rows])
+        if not np.isfinite(self.logits(contexts)).all():
+            raise ModelFileError(f"{self.path}: the model gives NaN or infinite logits; refusing to sample from it")
 
     def encode_context(self, text: str) -> np.ndarray:
         """The model's input for "what follows ``text``": its last characters, left-padded."""
@@ -104,7 +160,7 @@ class NameModel:
         ``unique``, ``novel`` (no name of the training data), ``batch_size``.
         """
         request = engine.Request(count=count, **options)
-        return engine.generate(self.logits, self.meta, request, np.random.default_rng(seed))
+        return engine.generate(self.logits, self.meta, request, engine.make_rng(seed))
 
     def score(self, names: list[str]) -> list[engine.Score]:
         """Log-likelihood, per-character probabilities and perplexity of each (normalised) name."""
@@ -124,15 +180,34 @@ def encode_context(meta: ModelMeta, text: str) -> np.ndarray:
 
 def next_char_distribution(logits_fn, meta: ModelMeta, text: str = "", *, temperature: float = 1.0):
     """P(next character | ``text``) under any logits function, most likely first."""
+    engine.check_temperature(temperature)
     probs = next_char_probs(logits_fn(encode_context(meta, text)), temperature)[0]
     order = np.argsort(-probs, kind="stable")
     itos = meta.vocab.itos()
     return {itos[i]: float(probs[i]) for i in order}
 
 
+def _check_printable(meta: ModelMeta, path: Path) -> None:
+    """Names are printed one per line: no control characters, separators or lone surrogates."""
+    bad = [c for c in (*meta.vocab.chars, meta.vocab.end_token) if unicodedata.category(c) in UNPRINTABLE]
+    if bad:
+        raise ModelFileError(f"{path}: vocabulary holds unprintable characters {', '.join(map(repr, bad))}")
+
+
+@dataclass(frozen=True)
+class _Arg:
+    name: str
+    type: str
+    shape: list
+
+
 def _check_graph(session, meta: ModelMeta, path: Path) -> None:
     """The metadata must describe this graph: names, dtypes and widths agree."""
-    inputs, outputs = session.get_inputs(), session.get_outputs()
+    try:  # onnxruntime decodes names and symbolic dims as UTF-8 only when asked
+        inputs = [_Arg(i.name, i.type, list(i.shape)) for i in session.get_inputs()]
+        outputs = [_Arg(o.name, o.type, list(o.shape)) for o in session.get_outputs()]
+    except Exception as exc:
+        raise ModelFileError(f"{path}: unreadable graph inputs or outputs ({_first_line(exc)})") from None
     if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
         raise ModelFileError(
             f"{path}: graph has inputs {[i.name for i in inputs]} and outputs "

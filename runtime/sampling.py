@@ -9,8 +9,32 @@ from __future__ import annotations
 
 import numpy as np
 
+from nametool.runtime.errors import ModelFileError
+
 # Below this a temperature underflows float32 arithmetic; such draws take the float64 path.
 FLOAT32_SAFE_TEMPERATURE = 1e-30
+
+
+class UnusableLogits(ModelFileError):
+    """A row with no distribution to draw from: NaN or +inf in it, or -inf for every allowed id."""
+
+    def __init__(self, row: int, value: float):
+        self.row, self.value = row, value
+        what = "every allowed id has logit -inf" if value == -np.inf else f"its logits hold {value}"
+        super().__init__(f"logits row {row}: {what}")
+
+
+def check_rows(row_max: np.ndarray) -> None:
+    """Refuse rows whose largest allowed logit is not finite.
+
+    One check on the row maxima finds every bad row: max propagates NaN and +inf,
+    and is -inf only when every id is -inf. Without it ``inf - inf`` turns the row
+    into NaN and the inverse-CDF draw returns id 0 (the end) even when it is forbidden.
+    """
+    bad = ~np.isfinite(row_max)
+    if bad.any():
+        row = int(bad.argmax())
+        raise UnusableLogits(row, float(row_max[row]))
 
 
 def next_char_probs(
@@ -22,6 +46,7 @@ def next_char_probs(
     top-k/top-p: :func:`sample_ids` scales by each row's total.
     """
     logits = np.asarray(logits, dtype=np.float64)  # (batch, vocab)
+    check_rows(logits.max(axis=1))
     if temperature == 0:
         probs = np.zeros_like(logits)
         probs[np.arange(len(logits)), logits.argmax(axis=1)] = 1.0
@@ -92,7 +117,9 @@ def draw(
     x = np.array(logits.T, dtype=np.float32, order="C")  # (vocab, batch)
     if forbid is not None:
         x[forbid] = -np.inf
-    x -= x.max(axis=0)
+    top = x.max(axis=0)
+    check_rows(top)
+    x -= top
     if temperature != 1:
         x /= np.float32(temperature)
     np.exp(x, out=x)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import types
+import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from functools import cache
 from typing import Any
 
 from nametool.runtime.errors import ModelFileError
@@ -22,6 +25,16 @@ METADATA_KEY = "nametool"
 INPUT_NAME = "context"
 OUTPUT_NAME = "logits"
 NORMS = ("none", "layer")
+# Bounds on what a file (or a training run) may ask for, so a hostile or mistyped
+# value is refused in one line instead of allocating without end.
+MAX_NAME_LEN = 256  # characters: longer lines are no names
+MAX_CONTEXT_SIZE = MAX_NAME_LEN  # more context than the longest name only adds padding
+MAX_LAYERS = 16
+MAX_PARAMETERS = 100_000_000  # 400 MB of float32; the default model has about 110,000
+MAX_SEED = 2**64 - 1  # torch and numpy both take seeds in [0, 2**64)
+MAX_GOLDEN_TOLERANCE = 1e-3  # a file cannot make its own self-test pass by loosening it
+# Unicode categories no name character may have: names are printed one per line.
+UNPRINTABLE = ("Cc", "Cs", "Zl", "Zp")  # controls, lone surrogates, line and paragraph separators
 
 
 @dataclass(frozen=True)
@@ -90,10 +103,17 @@ class ModelConfig:
         if self.norm not in NORMS:
             raise ModelFileError(f"model.norm {self.norm!r} is not one of {', '.join(NORMS)}")
         for name in ("context_size", "embed_dim"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ModelFileError(f"model.{name} must be a positive integer")
-        if not self.hidden or any(not isinstance(h, int) or h < 1 for h in self.hidden):
-            raise ModelFileError("model.hidden must be one or more positive integers")
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                raise ModelFileError(f"model.{name} {getattr(self, name)!r} must be a positive integer")
+        if self.context_size > MAX_CONTEXT_SIZE:
+            raise ModelFileError(f"model.context_size {self.context_size} is above the limit {MAX_CONTEXT_SIZE}")
+        if not self.hidden or any(not _is_int(h) or h < 1 for h in self.hidden):
+            raise ModelFileError(f"model.hidden {self.hidden!r} must be one or more positive integers")
+        if len(self.hidden) > MAX_LAYERS:
+            raise ModelFileError(f"model.hidden has {len(self.hidden)} layers, above the limit {MAX_LAYERS}")
+        parameters = self.parameter_count(1)
+        if parameters > MAX_PARAMETERS:
+            raise ModelFileError(f"model: {parameters:,} parameters or more, above the limit {MAX_PARAMETERS:,}")
 
     def parameter_count(self, vocab_size: int) -> int:
         """Embedding, every hidden layer and the output layer, weights and biases."""
@@ -116,6 +136,8 @@ class SamplingDefaults:
             raise ModelFileError("sampling.temperature must be a finite number >= 0")
         if not 1 <= self.min_len <= self.max_len:
             raise ModelFileError("sampling: need 1 <= min_len <= max_len")
+        if self.max_len > MAX_NAME_LEN:
+            raise ModelFileError(f"sampling.max_len {self.max_len} is above the limit {MAX_NAME_LEN}")
 
 
 @dataclass(frozen=True)
@@ -138,6 +160,10 @@ class Provenance:
     exported: str | None = None  # when the .onnx file was written
     data_notice: str | None = None  # credits and licences of the training data
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ModelFileError(f"provenance.seed {self.seed} is outside 0..2**64-1")
+
 
 @dataclass(frozen=True)
 class Golden:
@@ -150,6 +176,10 @@ class Golden:
     contexts: tuple[str, ...]
     probs: tuple[tuple[float, ...], ...]
     tolerance: float
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.tolerance <= MAX_GOLDEN_TOLERANCE:
+            raise ModelFileError(f"golden.tolerance {self.tolerance} is outside [0, {MAX_GOLDEN_TOLERANCE}]")
 
 
 @dataclass(frozen=True)
@@ -190,7 +220,7 @@ class ModelMeta:
         if not isinstance(payload, dict):
             raise ModelFileError("metadata is not a JSON object")
         version = payload.get("schema_version")
-        if version not in ACCEPTED_SCHEMA_VERSIONS:
+        if not _is_int(version) or version not in ACCEPTED_SCHEMA_VERSIONS:
             known = ", ".join(map(str, ACCEPTED_SCHEMA_VERSIONS))
             raise ModelFileError(
                 f"metadata schema version {version!r} is not one this nametool reads ({known}); "
@@ -238,4 +268,52 @@ def _build(cls, payload: dict, key: str, tuples: tuple[str, ...] = (), nested: t
         if not all(isinstance(row, list) for row in values[name]):
             raise ModelFileError(f"metadata {key}.{name} must be a list of lists")
         values[name] = tuple(tuple(row) for row in values[name])
+    check_types(cls, values, f"metadata {key}")
     return cls(**values)
+
+
+def check_types(cls, values: dict, where: str) -> None:
+    """Refuse a value read from a file that does not fit its dataclass field's annotation."""
+    hints = _hints(cls)
+    for name, value in values.items():
+        if not _conforms(value, hints[name]):
+            raise ModelFileError(f"{where}.{name} must be {_describe(hints[name])}, not {_short(value)}")
+
+
+@cache
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _conforms(value, hint) -> bool:
+    """Does a JSON value fit a field's annotation? (int, float, str, None, unions, tuple[X, ...])"""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_conforms(value, h) for h in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        return isinstance(value, tuple) and all(_conforms(v, item) for v in value)
+    if hint is float:  # JSON writes 1.0 as 1
+        return _is_int(value) or isinstance(value, float)
+    if hint is int:
+        return _is_int(value)
+    return isinstance(value, hint)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no number
+
+
+def _describe(hint, plural: bool = False) -> str:
+    """``float | None`` -> "a number or null", ``tuple[str, ...]`` -> "a list of strings"."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(h, plural) for h in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        return ("lists of " if plural else "a list of ") + _describe(typing.get_args(hint)[0], plural=True)
+    words = {str: ("a string", "strings"), int: ("an integer", "integers"), float: ("a number", "numbers"),
+             type(None): ("null", "nulls")}
+    return words.get(hint, (hint.__name__, hint.__name__))[plural]
+
+
+def _short(value) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, tuple) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -71,3 +71,12 @@ def test_broken_fields_are_refused(mutate, message):
 def test_non_object_metadata_is_refused(text):
     with pytest.raises(ModelFileError, match="metadata"):
         ModelMeta.from_json(text)
+
+
+def test_known_names_that_expand_without_bound_are_refused():
+    import base64
+    import zlib
+
+    bomb = base64.b64encode(zlib.compress(b"0 a" + b"a" * 5_000_000, 9)).decode("ascii")
+    with pytest.raises(ModelFileError, match="expands beyond"):
+        "x" in KnownNames(count=1, data=bomb)

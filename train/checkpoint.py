@@ -8,14 +8,17 @@ arbitrary objects: loading a checkpoint never runs code from it. Writes are atom
 from __future__ import annotations
 
 import json
+import pickle
+import re
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 
 from nametool.export.atomic import atomic_path
-from nametool.runtime.errors import ModelFileError
-from nametool.runtime.schema import ModelMeta
+from nametool.runtime.errors import ModelFileError, NametoolError
+from nametool.runtime.schema import ModelMeta, check_types
 from nametool.train.config import TrainConfig
 from nametool.train.loop import LoopState
 from nametool.train.model import NameMLP
@@ -38,6 +41,10 @@ class Checkpoint:
 
 
 def save_checkpoint(path: Path, ckpt: Checkpoint, *, force: bool = False) -> None:
+    """Write ``ckpt`` atomically; weights holding NaN or inf (a diverged run) are refused, not saved."""
+    if not _finite(ckpt.model.state_dict()):
+        raise NametoolError(f"{path}: not saved: the weights hold NaN or inf (training diverged; "
+                            "try a lower --lr or --weight-decay)")
     loop = ckpt.loop
     payload = {
         "format": FORMAT,
@@ -57,8 +64,31 @@ def save_checkpoint(path: Path, ckpt: Checkpoint, *, force: bool = False) -> Non
             "best_weights": loop.best_weights,
         },
     }
-    with atomic_path(path, force=force) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path, force=force) as tmp, open(tmp, "wb") as file:
+        writer = _Writer(file)
+        try:
+            torch.save(payload, writer)
+        except RuntimeError:
+            if writer.error is not None:  # a full disk: raise the OSError torch turned into an opaque message
+                raise writer.error from None
+            raise
+
+
+class _Writer:
+    """torch.save's target: a file whose write errors are kept, to report them by their cause."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
@@ -68,8 +98,16 @@ def load_checkpoint(path: Path) -> Checkpoint:
     if not path.is_file():
         raise ModelFileError(f"{path}: is not a file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for foreign, corrupt or unsafe files
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols: the error says enough
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        if found:  # weights_only met a reference to Python code: refused before anything runs
+            raise ModelFileError(f"{path}: refused: it holds a pickled Python object ({found.group(1)}) that "
+                                 "could run code when loaded; nametool reads only tensors and plain values") from None
+        raise ModelFileError(f"{path}: not a nametool checkpoint (UnpicklingError)") from None
+    except Exception as exc:  # torch raises many types for foreign or corrupt files
         raise ModelFileError(f"{path}: not a nametool checkpoint ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a nametool checkpoint")
@@ -78,20 +116,40 @@ def load_checkpoint(path: Path) -> Checkpoint:
                              f"this nametool reads ({FORMAT_VERSION}); retrain or use a matching nametool")
     try:
         meta = ModelMeta.from_json(payload["meta"])
+    except ModelFileError as exc:  # e.g. a schema version this nametool does not read
+        raise ModelFileError(f"{path}: {exc}") from None
+    except (KeyError, TypeError) as exc:
+        raise ModelFileError(f"{path}: damaged checkpoint (metadata: {type(exc).__name__})") from None
+    try:
         model = NameMLP(len(meta.vocab), meta.model)
         model.load_state_dict(payload["state_dict"], strict=True)
-        config = json.loads(payload["train_config"])
-        train_config = TrainConfig(**{f.name: config[f.name] for f in fields(TrainConfig) if f.name in config})
+        train_config = _train_config(json.loads(payload["train_config"]))
         resume = payload["resume"]
         loop = LoopState(**json.loads(resume["numbers"]), history=json.loads(payload["history"]),
                          optimizer=resume["optimizer"], batch_rng=resume["batch_rng"],
                          torch_rng=resume["torch_rng"], last_weights=resume["last_weights"],
                          best_weights=resume["best_weights"])
         splits = json.loads(payload["splits"])
+    except ModelFileError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise ModelFileError(f"{path}: damaged checkpoint ({type(exc).__name__}: {str(exc)[:120]})") from None
+        detail = " ".join(str(exc).split())[:120]  # one line: torch's state-dict errors span several
+        raise ModelFileError(f"{path}: damaged checkpoint ({type(exc).__name__}: {detail})") from None
+    if not _finite(model.state_dict()):
+        raise ModelFileError(f"{path}: the weights hold NaN or inf; refusing to use them")
     model.eval()
     return Checkpoint(meta, model, splits, train_config, loop)
+
+
+def _finite(state_dict: dict) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in state_dict.values() if t.is_floating_point())
+
+
+def _train_config(saved: dict) -> TrainConfig:
+    """The saved settings, each checked against its annotation: a resumed run trusts them."""
+    values = {f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved}
+    check_types(TrainConfig, values, "train_config")
+    return TrainConfig(**values)
 
 
 def newest_checkpoint(runs_dir: Path) -> Path:

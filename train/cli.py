@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import datetime as dt
 import signal
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from nametool.runtime.cli import user_errors
+from nametool.runtime.cli import SEED, user_errors
 from nametool.runtime.schema import NORMS
 from nametool.train import commands
 from nametool.train.commands import RUNS_DIR, require_torch
@@ -20,6 +21,12 @@ from nametool.train.config import DEFAULT_MODEL, TrainConfig
 @click.version_option(package_name="nametool")
 def main() -> None:
     """Train a character-level name model (PyTorch) and export it to ONNX."""
+
+
+def _finite(ctx, param, value: float) -> float:
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 def _hidden_sizes(ctx, param, value: str) -> tuple[int, ...]:
@@ -49,20 +56,21 @@ def _hidden_sizes(ctx, param, value: str) -> tuple[int, ...]:
 @click.option("--norm", type=click.Choice(NORMS), default=DEFAULT_MODEL.norm, show_default=True,
               help="'layer': LayerNorm before each tanh.")
 @click.option("--dropout", type=click.FloatRange(min=0, max=1, max_open=True), default=TrainConfig.dropout,
-              show_default=True, help="Dropout after each hidden layer (training only).")
+              show_default=True, callback=_finite, help="Dropout after each hidden layer (training only).")
 @click.option("--steps", type=click.IntRange(min=1), default=TrainConfig.steps, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=TrainConfig.batch_size, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 2**20), default=TrainConfig.batch_size, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=TrainConfig.lr, show_default=True,
+              callback=_finite,
               help="Peak learning rate: linear warm-up, then cosine decay to zero.")
 @click.option("--warmup", type=click.IntRange(min=0), default=TrainConfig.warmup, show_default=True,
               help="Warm-up steps (at most a tenth of --steps).")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=TrainConfig.weight_decay,
-              show_default=True, help="AdamW weight decay.")
+              show_default=True, callback=_finite, help="AdamW weight decay.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=TrainConfig.eval_every, show_default=True,
               help="Steps between val evaluations (and checkpoint saves).")
 @click.option("--patience", type=click.IntRange(min=1), default=None,
               help="Stop after this many evaluations without a better val loss.")
-@click.option("--seed", type=int, default=TrainConfig.seed, show_default=True,
+@click.option("--seed", type=SEED, default=TrainConfig.seed, show_default=True,
               help="Seeds the split, the init, dropout and the batches.")
 @click.option("--device", default="cpu", show_default=True, help="'cpu', or 'cuda' where available.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from nametool.runtime.cli import request_from, sampling_options, user_errors, write_names
+from nametool.runtime.cli import SEED, request_from, sampling_options, user_errors, write_names
 
 TRAIN_EXTRA = "pip install 'nametool[train]'"
 RUNS_DIR = Path("runs")
@@ -76,7 +76,7 @@ def sample(checkpoint, **options):
 @click.argument("source", required=False, type=click.Path(dir_okay=False))
 @click.option("--samples", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Names to generate for the sample-quality figures (0: skip).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated names.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the generated names.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @user_errors
 def evaluate(source, samples, seed, as_json):
