@@ -84,8 +84,8 @@ model_option = click.option(
     "--model", "model_path", default=None, metavar="PATH|NAME",
     help="A nametool .onnx file, or a bundled model by name (see 'models'). Default: the bundled default.",
 )
-threads_option = click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-                              help="onnxruntime intra-op threads.")
+threads_option = click.option("--threads", type=click.IntRange(min=1), default=None,
+                              help="onnxruntime intra-op threads. Default: one per available core.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
