@@ -159,7 +159,7 @@ def score(names, model_path, fmt) -> None:
     from nametool.runtime.model import NameModel
 
     if not names:
-        raw = click.get_binary_stream("stdin").read()
+        raw = sys.stdin.buffer.read()
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
