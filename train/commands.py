@@ -115,6 +115,16 @@ def _require_matplotlib() -> None:
         raise click.ClickException("matplotlib is not installed; plots need: pip install 'nametool[plot]'") from None
 
 
+def _load_run(run: str | None):
+    """(path, checkpoint) for the plots that need the training side."""
+    require_torch()
+    _require_matplotlib()
+    from nametool.train.checkpoint import load_checkpoint
+
+    path = _run_checkpoint(run)
+    return path, load_checkpoint(path)
+
+
 def _run_checkpoint(run: str | None) -> Path:
     """A checkpoint path from a checkpoint, a run folder, or nothing (the newest run)."""
     from nametool.train.checkpoint import newest_checkpoint
@@ -137,13 +147,9 @@ force_option = click.option("--force", is_flag=True, help="Replace --out if it e
 @user_errors
 def plot_loss_command(run, out, force):
     """Train and val loss over steps for RUN (a run folder or checkpoint; default: the newest)."""
-    require_torch()
-    _require_matplotlib()
-    from nametool.train.checkpoint import load_checkpoint
+    path, ckpt = _load_run(run)
     from nametool.train.plots import plot_loss
 
-    path = _run_checkpoint(run)
-    ckpt = load_checkpoint(path)
     if not ckpt.history["step"]:
         raise click.ClickException(f"{path}: no evaluations recorded yet")
     m = ckpt.meta.model
@@ -160,13 +166,9 @@ def plot_loss_command(run, out, force):
 @user_errors
 def plot_embeddings_command(run, out, force):
     """The learned character embeddings in 2-D (PCA unless they are 2-D), labelled."""
-    require_torch()
-    _require_matplotlib()
-    from nametool.train.checkpoint import load_checkpoint
+    path, ckpt = _load_run(run)
     from nametool.train.plots import plot_embeddings
 
-    path = _run_checkpoint(run)
-    ckpt = load_checkpoint(path)
     weights = ckpt.model.embed.weight.detach().numpy()
     target = Path(out) if out else path.with_name("embeddings.png")
     separation = plot_embeddings(weights, ckpt.meta.vocab.itos(), "Character embeddings", target, force=force)
