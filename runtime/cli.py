@@ -84,8 +84,10 @@ model_option = click.option(
     "--model", "model_path", default=None, metavar="PATH|NAME",
     help="A nametool .onnx file, or a bundled model by name (see 'models'). Default: the bundled default.",
 )
+MANY_NAMES = 2048  # from bench/run.py: below this, one onnxruntime thread starts faster and runs as fast
 threads_option = click.option("--threads", type=click.IntRange(min=1), default=None,
-                              help="onnxruntime intra-op threads. Default: one per available core.")
+                              help="onnxruntime intra-op threads. Default: one per available core for "
+                                   f"{MANY_NAMES:,} names or more, else 1.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -106,6 +108,8 @@ def generate(model_path, threads, **options) -> None:
     from nametool.runtime import generate as engine
     from nametool.runtime.model import NameModel
 
+    if threads is None and options["count"] < MANY_NAMES:
+        threads = 1  # a second thread pays off only on large batches; starting it costs ~20 ms
     model = NameModel.load(model_path, threads=threads)
     request, seed, fmt = request_from(options)
     names = engine.generate(model.logits, model.meta, request, np.random.default_rng(seed))
