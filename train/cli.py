@@ -160,7 +160,9 @@ def _progress_bar(steps: int):
             yield progress, lambda: stop["asked"]
     finally:
         if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+            # after a Ctrl-C the process is on its way out: a late second one must not
+            # interrupt the interpreter's own shutdown (torch's finalizers) with a traceback
+            signal.signal(signal.SIGINT, signal.SIG_IGN if stop["asked"] else previous)
 
 
 def _main_thread() -> bool:
