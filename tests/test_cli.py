@@ -171,3 +171,18 @@ def test_another_alphabet_end_to_end(tmp_path):
     assert len(out) == 20 and all(set(name) <= alphabet for name in out)
     verified = runner.invoke(run_main, ["verify", str(tmp_path / "m.onnx")])
     assert verified.exit_code == 0, verified.output
+
+
+def test_train_refuses_an_unwritable_out_before_training(tmp_path):
+    pytest.importorskip("torch")
+    result = CliRunner().invoke(tool_main, ["train", *TINY_TRAIN, "--out", "/proc/m.pt"])
+    assert result.exit_code == 1 and "/proc/m.pt: cannot write (" in result.output
+    assert "training" not in result.output  # refused before any work
+
+
+def test_shortened_settings_are_reported(tmp_path):
+    pytest.importorskip("torch")
+    result = CliRunner().invoke(tool_main, ["train", *TINY_TRAIN, "--steps", "30", "--out", str(tmp_path / "m.pt")])
+    assert result.exit_code == 0, result.output
+    assert "note: --warmup 200 shortened to 3 (at most a tenth of --steps)" in result.output
+    assert "note: --eval-every 500 shortened to 30 (at most --steps)" in result.output

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import datetime as dt
+import math
+import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -113,8 +115,11 @@ def train(data, min_len, max_len, end_token, context_size, embed_dim, hidden, no
     out = Path(out) if out else _new_run_path()
     config = ModelConfig(context_size=context_size, embed_dim=embed_dim, hidden=hidden, norm=norm)
     train_config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                               warmup=min(warmup, steps // 10), dropout=dropout,
-                               eval_every=min(eval_every, steps), patience=patience, seed=seed, device=device)
+                               warmup=_shortened("--warmup", warmup, min(warmup, steps // 10),
+                                                 "at most a tenth of --steps"),
+                               dropout=dropout, patience=patience, seed=seed, device=device,
+                               eval_every=_shortened("--eval-every", eval_every, min(eval_every, steps),
+                                                     "at most --steps"))
     with _progress_bar(steps) as (progress, stop):
         result = run_training(names, config, train_config, out, end_token=end_token, progress=progress,
                               should_stop=stop, force=True)
@@ -192,6 +197,18 @@ def _check_writable(out: Path, force: bool) -> None:
         raise click.ClickException(f"{out} exists; pass --force to replace it")
     if not out.parent.is_dir():
         raise click.ClickException(f"{out.parent}: no such folder (for --out {out})")
+    try:  # the checkpoint is written beside its final name, then renamed
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=out.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise click.ClickException(f"{out}: cannot write ({exc.strerror or exc})") from None
+
+
+def _shortened(name: str, asked: int, used: int, why: str) -> int:
+    if used != asked:
+        click.echo(f"note: {name} {asked} shortened to {used} ({why})", err=True)
+    return used
 
 
 def _new_run_path() -> Path:
@@ -201,7 +218,11 @@ def _new_run_path() -> Path:
     while run.exists():
         suffix += 1
         run = RUNS_DIR / f"{stamp}-{suffix}"
-    run.mkdir(parents=True)
+    try:
+        run.mkdir(parents=True)
+    except OSError as exc:
+        raise click.ClickException(f"{run}: cannot create the run folder ({exc.strerror or exc}); "
+                                   "pass --out elsewhere") from None
     return run / "model.pt"
 
 
