@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nametool.runtime.errors import ModelFileError, RequestError
-from nametool.runtime.sampling import UnusableLogits, draw, log_softmax
+from nametool.runtime.errors import DataError, ModelFileError, RequestError
+from nametool.runtime.sampling import UnusableLogits, draw
 from nametool.runtime.schema import MAX_NAME_LEN, MAX_SEED, ModelMeta
+from nametool.runtime.windows import build_windows, target_logprobs
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]  # (batch, context_size) int64 -> (batch, vocab) float
 
@@ -211,27 +212,19 @@ class Score:
         return float(np.exp(-self.log_likelihood / len(self.logprobs)))
 
 
-def score(logits_fn: LogitsFn, meta: ModelMeta, names: list[str], chunk: int = 65536) -> list[Score]:
+def score(logits_fn: LogitsFn, meta: ModelMeta, names: list[str]) -> list[Score]:
     """Per-character probabilities of each name (and of its end) under the model."""
-    vocab, context_size = meta.vocab, meta.model.context_size
-    end = vocab.end_id
-    windows, targets = [], []
-    for name in names:
-        try:
-            ids = vocab.encode(name)
-        except ValueError as exc:
-            raise RequestError(f"name {name!r}: {exc}") from None
-        padded = [end] * context_size + ids + [end]
-        for j in range(len(ids) + 1):
-            windows.append(padded[j:j + context_size])
-            targets.append(padded[j + context_size])
-    if not windows:
+    if not names:
         return []
-    contexts = np.array(windows, dtype=np.int64)  # (windows, context_size)
-    target = np.array(targets)
-    logp = np.concatenate([
-        log_softmax(logits_fn(contexts[s:s + chunk]))[np.arange(len(target[s:s + chunk])), target[s:s + chunk]]
-        for s in range(0, len(contexts), chunk)
-    ])
+    try:
+        contexts, targets = build_windows(names, meta.vocab, meta.model.context_size)
+    except DataError:  # some name holds a character outside the vocabulary: say which
+        for name in names:
+            try:
+                meta.vocab.encode(name)
+            except ValueError as exc:
+                raise RequestError(f"name {name!r}: {exc}") from None
+        raise
+    logp = target_logprobs(logits_fn, contexts, targets)  # one per character of each name, then its end
     bounds = np.cumsum([0] + [len(n) + 1 for n in names])
     return [Score(name, tuple(logp[bounds[i]:bounds[i + 1]].tolist())) for i, name in enumerate(names)]

@@ -19,6 +19,7 @@ import numpy as np
 from nametool.runtime.errors import DataError, RequestError
 from nametool.runtime.schema import MAX_NAME_LEN, MAX_SEED, UNPRINTABLE, Vocab
 from nametool.runtime.text import normalise
+from nametool.runtime.windows import build_windows  # noqa: F401  (training's windows are the runtime's)
 
 DEFAULT_DATASET = "indian_names"
 DEFAULT_END_TOKEN = "."
@@ -218,37 +219,3 @@ def split_names(names, seed: int) -> tuple[list[str], list[str], list[str]]:
     ordered = sorted(names)
     shuffled = [ordered[i] for i in np.random.default_rng(seed).permutation(n)]
     return shuffled[n_val + n_test:], shuffled[:n_val], shuffled[n_val:n_val + n_test]
-
-
-def build_windows(names, vocab: Vocab, context_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """All (context, next id) training pairs: ``aabid`` gives ``... -> a`` up to ``bid -> .``.
-
-    Returns contexts ``(windows, context_size)`` and targets ``(windows,)``, both int64.
-    Vectorised: the names become one id sequence, each left-padded with
-    ``context_size`` end ids and closed by one, and the windows are views into it.
-    """
-    end = vocab.end_id
-    lengths = np.fromiter((len(name) for name in names), dtype=np.int64, count=len(names))
-    ids = _char_ids("".join(names), vocab)
-    spans = lengths + context_size + 1  # each name's stretch of the sequence
-    starts = np.cumsum(spans) - spans
-    seq = np.full(int(spans.sum()), end, dtype=np.int64)
-    name_of_char = np.repeat(np.arange(len(names)), lengths)
-    offset_in_name = np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    seq[starts[name_of_char] + context_size + offset_in_name] = ids
-    # targets sit at every position after a name's padding: its letters, then its end
-    target_pos = np.repeat(starts + context_size, lengths + 1) + (
-        np.arange(int((lengths + 1).sum())) - np.repeat(np.cumsum(lengths + 1) - (lengths + 1), lengths + 1))
-    windows = np.lib.stride_tricks.sliding_window_view(seq, context_size)  # windows[j] = seq[j : j + c]
-    return np.ascontiguousarray(windows[target_pos - context_size]), seq[target_pos]
-
-
-def _char_ids(text: str, vocab: Vocab) -> np.ndarray:
-    """Ids of every character of ``text`` (all in the vocabulary), without a Python loop per character."""
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    table_codes = np.array([ord(c) for c in vocab.itos()], dtype=np.uint32)
-    order = np.argsort(table_codes)
-    found = np.minimum(np.searchsorted(table_codes[order], codes), len(order) - 1)
-    if not np.array_equal(table_codes[order][found], codes):
-        raise DataError("names hold characters outside the vocabulary")
-    return order[found].astype(np.int64)

@@ -15,8 +15,8 @@ import numpy as np
 
 from nametool.runtime import generate as engine
 from nametool.runtime.errors import ModelFileError
-from nametool.runtime.sampling import log_softmax
 from nametool.runtime.schema import ModelMeta
+from nametool.runtime.windows import target_logprobs
 from nametool.train.baseline import ngram_loss, tuned_ngram
 from nametool.train.data import build_windows, split_names
 
@@ -43,14 +43,10 @@ def splits_from_meta(meta: ModelMeta) -> dict[str, list[str]]:
     return dict(zip(SPLITS, split_names(names, meta.provenance.seed)))
 
 
-def split_loss(logits_fn: engine.LogitsFn, meta: ModelMeta, names: list[str], chunk: int = 65536) -> float:
+def split_loss(logits_fn: engine.LogitsFn, meta: ModelMeta, names: list[str]) -> float:
     """Nats per character of a logits function on every window of ``names``."""
     contexts, targets = build_windows(names, meta.vocab, meta.model.context_size)
-    total = 0.0
-    for start in range(0, len(targets), chunk):
-        logp = log_softmax(logits_fn(contexts[start:start + chunk]))
-        total -= logp[np.arange(len(logp)), targets[start:start + chunk]].sum()
-    return float(total / len(targets))
+    return float(-target_logprobs(logits_fn, contexts, targets).mean())
 
 
 def model_loss(source: Source, names: list[str]) -> float:
