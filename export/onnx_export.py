@@ -23,12 +23,13 @@ from nametool.export.atomic import atomic_path
 from nametool.export.quantize import measure_drift, quantize_int8
 from nametool.runtime.errors import NametoolError
 from nametool.runtime.inspect import verify
-from nametool.runtime.model import NameModel
+from nametool.runtime.model import NameModel, encode_contexts
 from nametool.runtime.sampling import next_char_probs
 from nametool.runtime.schema import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, Golden, ModelMeta, Quantization
 from nametool.train.checkpoint import Checkpoint
 from nametool.train.data import build_windows
 from nametool.train.evaluate import split_loss
+from nametool.train.reference import torch_logits_fn
 
 DEFAULT_OPSET = 18  # also the minimum: the lowest opset torch's current (dynamo) exporter writes
 MIN_OPSET = 18
@@ -77,9 +78,7 @@ def set_metadata(proto, meta: ModelMeta) -> None:
 
 
 def torch_probs(ckpt: Checkpoint, contexts: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        logits = ckpt.model(torch.from_numpy(contexts)).numpy()
-    return next_char_probs(logits)
+    return next_char_probs(torch_logits_fn(ckpt)(contexts))
 
 
 def parity(ckpt: Checkpoint, model: NameModel, contexts: np.ndarray, chunk: int = 8192) -> float:
@@ -106,8 +105,7 @@ def golden_contexts(val_names: list[str], count: int = GOLDEN_CONTEXTS) -> tuple
 
 
 def make_golden(model: NameModel, contexts: tuple[str, ...], tolerance: float) -> Golden:
-    encoded = np.concatenate([model.encode_context(c) for c in contexts])
-    probs = next_char_probs(model.logits(encoded))
+    probs = next_char_probs(model.logits(encode_contexts(model.meta, contexts)))
     return Golden(contexts, tuple(tuple(round(float(p), 9) for p in row) for row in probs), tolerance)
 
 
@@ -137,7 +135,8 @@ def export_onnx(ckpt: Checkpoint, out: Path, *, opset: int = DEFAULT_OPSET, quan
         contexts, targets = build_windows(ckpt.splits["val"], meta.vocab, meta.model.context_size)
         int8 = _session_model(proto, meta)
         drift = measure_drift(_session_model(fp32, meta).logits, int8.logits, contexts, targets)
-        own = {f"{split}_loss": split_loss(int8.logits, meta, names) for split, names in ckpt.splits.items()}
+        own = {f"{split}_loss": split_loss(int8.logits, meta, ckpt.splits[split]) for split in ("train", "test")}
+        own["val_loss"] = drift.val_loss  # measured on these very windows just now
         meta, checked = replace(meta.with_provenance(**own), quantization=drift), len(contexts)
     golden = make_golden(_session_model(proto, meta), golden_contexts(ckpt.splits["val"]),
                          GOLDEN_TOLERANCE[quantize])

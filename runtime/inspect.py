@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # model.py imports this module to scan weights on load
     from nametool.runtime.model import NameModel
 
 
+
 @dataclass(frozen=True)
 class VerifyReport:
     ok: bool
@@ -36,9 +37,11 @@ def verify(model: NameModel) -> VerifyReport:
         return VerifyReport(False, 0, float("nan"), golden.tolerance,
                             f"golden table has {len(golden.probs)} rows of widths {widths}, expected "
                             f"{len(golden.contexts)} rows of {len(model.vocab)}")
+    from nametool.runtime.model import encode_contexts  # here: model.py imports this module
+
     stored = np.array(golden.probs, dtype=np.float64)  # (contexts, vocab)
     try:
-        encoded = np.concatenate([model.encode_context(c) for c in golden.contexts])
+        encoded = encode_contexts(model.meta, golden.contexts)
     except Exception as exc:  # a golden context outside the vocabulary: tampered metadata
         return VerifyReport(False, 0, float("nan"), golden.tolerance, str(exc))
     try:

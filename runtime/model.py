@@ -68,10 +68,12 @@ def available_cores() -> int:
 
 
 def _session(data: bytes, path: Path, threads: int | None):
-    """Settings from bench/run.py on a 2-core CPU: one intra-op thread per available core
+    """An onnxruntime session on the file's bytes: the graph cannot make us read other files.
+
+    Settings from bench/run.py on a 2-core CPU: one intra-op thread per available core
     (batched generation nearly doubles on 2 cores, batch 1 is unchanged); graph optimisation
-    level and memory arena left at onnxruntime's defaults (switching either made no difference)."""
-    """An onnxruntime session on the file's bytes: the graph cannot make us read other files."""
+    level and memory arena left at onnxruntime's defaults (switching either made no difference).
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -186,13 +188,19 @@ class NameModel:
 
 def encode_context(meta: ModelMeta, text: str) -> np.ndarray:
     """``(1, context_size)`` ids of the last characters of ``text``, left-padded with the end id."""
-    try:
-        ids = meta.vocab.encode(text)
-    except ValueError as exc:
-        raise RequestError(f"context {text!r}: {exc}") from None
-    size = meta.model.context_size
-    ids = [meta.vocab.end_id] * size + ids
-    return np.array([ids[len(ids) - size:]], dtype=np.int64)
+    return encode_contexts(meta, [text])
+
+
+def encode_contexts(meta: ModelMeta, texts) -> np.ndarray:
+    """``(len(texts), context_size)``: each text's last characters, left-padded with the end id."""
+    size, rows = meta.model.context_size, []
+    for text in texts:
+        try:
+            ids = [meta.vocab.end_id] * size + meta.vocab.encode(text)
+        except ValueError as exc:
+            raise RequestError(f"context {text!r}: {exc}") from None
+        rows.append(ids[len(ids) - size:])
+    return np.array(rows, dtype=np.int64).reshape(len(rows), size)
 
 
 def next_char_distribution(logits_fn, meta: ModelMeta, text: str = "", *, temperature: float = 1.0):

@@ -46,14 +46,15 @@ def next_char_probs(
     top-k/top-p: :func:`sample_ids` scales by each row's total.
     """
     logits = np.asarray(logits, dtype=np.float64)  # (batch, vocab)
-    check_rows(logits.max(axis=1))
+    top = logits.max(axis=1, keepdims=True)  # top-k keeps it: the largest logit survives
+    check_rows(top[:, 0])
     if temperature == 0:
         probs = np.zeros_like(logits)
         probs[np.arange(len(logits)), logits.argmax(axis=1)] = 1.0
         return probs
     if top_k is not None and top_k < logits.shape[1]:
         logits = keep_top_k(logits, top_k)
-    scaled = logits - logits.max(axis=1, keepdims=True)  # <= 0 before dividing: no inf - inf
+    scaled = logits - top  # <= 0 before dividing: no inf - inf
     scaled /= temperature
     probs = np.exp(scaled, out=scaled)
     probs /= probs.sum(axis=1, keepdims=True)

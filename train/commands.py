@@ -24,6 +24,16 @@ def require_torch() -> None:
         raise click.ClickException(f"{exc.name} is not installed; training and export need: {TRAIN_EXTRA}") from None
 
 
+def _run_checkpoint(run: str | None) -> Path:
+    """A checkpoint path from a checkpoint, a run folder, or nothing (the newest run)."""
+    from nametool.train.checkpoint import newest_checkpoint
+
+    if run is None:
+        return newest_checkpoint(RUNS_DIR)
+    path = Path(run)
+    return path / "model.pt" if path.is_dir() else path
+
+
 @click.command()
 @click.argument("output", type=click.Path(dir_okay=False))
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
@@ -38,9 +48,9 @@ def export(output, checkpoint, opset, quantize, force):
     """Write OUTPUT (.onnx): the model with its vocabulary and config in the file's metadata."""
     require_torch()
     from nametool.export.onnx_export import export_onnx
-    from nametool.train.checkpoint import load_checkpoint, newest_checkpoint
+    from nametool.train.checkpoint import load_checkpoint
 
-    path = Path(checkpoint) if checkpoint else newest_checkpoint(RUNS_DIR)
+    path = _run_checkpoint(checkpoint)
     report = export_onnx(load_checkpoint(path), Path(output), opset=opset, quantize=quantize, force=force)
     click.echo(f"exported {path} -> {report.path} ({report.size_bytes / 1024:.1f} KiB)")
     if report.quantization is None:
@@ -63,10 +73,10 @@ def sample(checkpoint, **options):
     """Sample names with PyTorch: the reference that nametool-run generate must equal, seed for seed."""
     require_torch()
     from nametool.runtime import generate as engine
-    from nametool.train.checkpoint import load_checkpoint, newest_checkpoint
+    from nametool.train.checkpoint import load_checkpoint
     from nametool.train.reference import sample_with_torch, torch_logits_fn
 
-    ckpt = load_checkpoint(Path(checkpoint) if checkpoint else newest_checkpoint(RUNS_DIR))
+    ckpt = load_checkpoint(_run_checkpoint(checkpoint))
     request, seed, fmt = request_from(options)
     names = sample_with_torch(ckpt, request, seed)
     write_names(names, fmt, lambda batch: engine.score(torch_logits_fn(ckpt), ckpt.meta, batch))
@@ -94,10 +104,10 @@ def evaluate(source, samples, seed, as_json):
         src = Source(model.logits, model.meta, splits_from_meta(model.meta))
     else:
         require_torch()
-        from nametool.train.checkpoint import load_checkpoint, newest_checkpoint
+        from nametool.train.checkpoint import load_checkpoint
         from nametool.train.reference import torch_logits_fn
 
-        ckpt = load_checkpoint(path or newest_checkpoint(RUNS_DIR))
+        ckpt = load_checkpoint(_run_checkpoint(source))
         src = Source(torch_logits_fn(ckpt), ckpt.meta, ckpt.splits)
     report = evaluate(src, samples=samples, seed=seed)
     click.echo(json.dumps(report, ensure_ascii=False, indent=1) if as_json else format_report(report), nl=as_json)
@@ -123,16 +133,6 @@ def _load_run(run: str | None):
 
     path = _run_checkpoint(run)
     return path, load_checkpoint(path)
-
-
-def _run_checkpoint(run: str | None) -> Path:
-    """A checkpoint path from a checkpoint, a run folder, or nothing (the newest run)."""
-    from nametool.train.checkpoint import newest_checkpoint
-
-    if run is None:
-        return newest_checkpoint(RUNS_DIR)
-    path = Path(run)
-    return path / "model.pt" if path.is_dir() else path
 
 
 out_option = click.option("--out", type=click.Path(dir_okay=False), default=None,
