@@ -103,8 +103,6 @@ def main() -> None:
 @user_errors
 def generate(model_path, threads, **options) -> None:
     """Sample names, one per line."""
-    import numpy as np
-
     from nametool.runtime import generate as engine
     from nametool.runtime.model import NameModel
 
@@ -112,7 +110,7 @@ def generate(model_path, threads, **options) -> None:
         threads = 1  # a second thread pays off only on large batches; starting it costs ~20 ms
     model = NameModel.load(model_path, threads=threads)
     request, seed, fmt = request_from(options)
-    names = engine.generate(model.logits, model.meta, request, np.random.default_rng(seed))
+    names = engine.generate(model.logits, model.meta, request, engine.make_rng(seed))
     write_names(names, fmt, model.score)
 
 

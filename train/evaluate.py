@@ -11,8 +11,6 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
-import numpy as np
-
 from nametool.runtime import generate as engine
 from nametool.runtime.errors import ModelFileError
 from nametool.runtime.schema import ModelMeta
@@ -55,7 +53,7 @@ def model_loss(source: Source, names: list[str]) -> float:
 
 def sample_quality(source: Source, count: int, seed: int) -> dict:
     """How generated names compare with the training names."""
-    names = engine.generate(source.logits, source.meta, engine.Request(count=count), np.random.default_rng(seed))
+    names = engine.generate(source.logits, source.meta, engine.Request(count=count), engine.make_rng(seed))
     train = set(source.splits["train"])
     bounds = source.meta.sampling
     generated = Counter(len(n) for n in names)

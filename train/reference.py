@@ -24,4 +24,4 @@ def torch_logits_fn(ckpt: Checkpoint) -> engine.LogitsFn:
 
 
 def sample_with_torch(ckpt: Checkpoint, request: engine.Request, seed: int | None) -> list[str]:
-    return engine.generate(torch_logits_fn(ckpt), ckpt.meta, request, np.random.default_rng(seed))
+    return engine.generate(torch_logits_fn(ckpt), ckpt.meta, request, engine.make_rng(seed))
