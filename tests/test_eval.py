@@ -51,3 +51,11 @@ def test_human_output_is_a_compact_table():
     assert lines[0].split()[:4] == ["split", "nats", "bits", "ppl"]
     assert [line.split()[0] for line in lines[1:4]] == ["train", "val", "test"]
     assert lines[5].startswith("samples (100, seed 0): in training set")
+
+
+def test_eval_takes_a_bundled_model_by_name():
+    runner = CliRunner()
+    by_name = json.loads(runner.invoke(eval_command, ["lecture", "--json", "--samples", "0"]).output)
+    by_path = json.loads(runner.invoke(eval_command, [str(NameModel.load("lecture").path), "--json",
+                                                      "--samples", "0"]).output)
+    assert by_name == by_path and by_name["model"]["test"]["nats"] > 2

@@ -24,6 +24,17 @@ def require_torch() -> None:
         raise click.ClickException(f"{exc.name} is not installed; training and export need: {TRAIN_EXTRA}") from None
 
 
+def _model_file(source: str | None) -> Path | None:
+    """SOURCE as a model file (a ``.onnx`` path or a bundled model's name), or None for a checkpoint."""
+    if source is None:
+        return None
+    if Path(source).suffix == ".onnx":
+        return Path(source)
+    from nametool.runtime.model import bundled_models
+
+    return bundled_models().get(source) if not Path(source).exists() else None
+
+
 def _run_checkpoint(run: str | None) -> Path:
     """A checkpoint path from a checkpoint, a run folder, or nothing (the newest run)."""
     from nametool.train.checkpoint import newest_checkpoint
@@ -90,14 +101,14 @@ def sample(checkpoint, **options):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @user_errors
 def evaluate(source, samples, seed, as_json):
-    """Losses, baselines and sample quality of SOURCE: a checkpoint (.pt) or a model file (.onnx).
+    """Losses, baselines and sample quality of SOURCE: a checkpoint, a model file (.onnx) or a bundled model.
 
     Default: the newest checkpoint under ./runs/. Both kinds give the same numbers.
     """
     from nametool.train.evaluate import Source, evaluate, format_report, splits_from_meta
 
-    path = Path(source) if source else None
-    if path is not None and path.suffix == ".onnx":
+    path = _model_file(source)
+    if path is not None:
         from nametool.runtime.model import NameModel
 
         model = NameModel.load(path)
