@@ -1,5 +1,10 @@
 """The generation engine: all names advance together, one model call per character position.
 
+Names that so far drew the same characters share their row of that call: every
+name starts from the same context, so the first positions need only a few
+distinct rows (one at the first, one per first letter at the second), which
+roughly halves the model's work for a batch of 1,024 names.
+
 Randomness is laid out as one uniform per (name, position): name ``i`` of a
 request reads row ``i`` of a ``(count, max_len)`` matrix, drawn chunk by chunk
 in order from the injected ``numpy.random.Generator``. Consecutive draws come
@@ -22,6 +27,7 @@ from nametool.runtime.windows import build_windows, target_logprobs
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]  # (batch, context_size) int64 -> (batch, vocab) float
 
+SHARE_UNTIL = 0.9  # look for rows with equal contexts until this share of them is distinct (0: never)
 UNIQUE_DRAW_FACTOR = 20  # --unique/--novel give up after 20 * count + 1000 draws
 UNIQUE_DRAW_EXTRA = 1000
 
@@ -153,22 +159,53 @@ def _sample_chunk(logits_fn: LogitsFn, meta: ModelMeta, p: Plan, uniforms: np.nd
     out = np.full((rows, p.max_len), end, dtype=np.int64)
     out[:, :len(p.prefix_ids)] = p.prefix_ids
     row = np.arange(rows)  # which output row each still-active context belongs to
-    for pos in range(len(p.prefix_ids), p.max_len):  # a name reaching max_len ends: the end is forced
+    key = np.zeros(rows, dtype=np.int64)  # the ids drawn so far, as one base-vocab number per row
+    share_steps = _exact_key_steps(len(meta.vocab)) if SHARE_UNTIL > 0 else 0
+    for step, pos in enumerate(range(len(p.prefix_ids), p.max_len)):  # at max_len the end is forced
         forbid = end if pos < p.min_len else None
+        if step < share_steps:
+            logits, share = _shared_logits(logits_fn, context, key)
+            share_steps = share_steps if share else 0
+        else:
+            logits = logits_fn(context)
         try:
-            ids = draw(logits_fn(context), uniforms[row, pos], temperature=p.temperature, top_k=p.top_k,
+            ids = draw(logits, uniforms[row, pos], temperature=p.temperature, top_k=p.top_k,
                        top_p=p.top_p, forbid=forbid)
         except UnusableLogits as exc:
             raise _unusable(exc, meta.vocab.decode(out[row[exc.row], :pos]), forbid is not None, p) from None
         going = ids != end
         if not going.all():  # retire finished names
-            row, context, ids = row[going], context[going], ids[going]
+            row, context, ids, key = row[going], context[going], ids[going], key[going]
             if not len(row):
                 break
+        if step + 1 < share_steps:
+            key = key * len(meta.vocab) + ids
         out[row, pos] = ids
         context[:, :-1] = context[:, 1:]
         context[:, -1] = ids
     return _decode_rows(out, meta)
+
+
+def _shared_logits(logits_fn: LogitsFn, context: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Logits for every row from one model call per distinct context, and whether sharing still pays.
+
+    All rows start from the same context, so early positions hold few distinct
+    ones (a single one at the first, at most one per character at the second):
+    rows with the same ``key`` drew the same ids, hence have the same context.
+    Each row still gets its own uniform. Once almost every row is distinct it
+    stays so (until the context window slides past the first ids drawn), and the
+    caller stops looking.
+    """
+    distinct, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return np.asarray(logits_fn(context[first]))[inverse], len(distinct) < SHARE_UNTIL * len(key)
+
+
+def _exact_key_steps(vocab_size: int) -> int:
+    """How many ids a row's key can hold before ``vocab_size ** steps`` overflows int64."""
+    steps = 0
+    while steps < MAX_NAME_LEN and vocab_size ** (steps + 1) <= np.iinfo(np.int64).max:
+        steps += 1
+    return steps
 
 
 def _unusable(exc: UnusableLogits, text: str, end_masked: bool, p: Plan) -> Exception:

@@ -189,3 +189,52 @@ def test_impossible_requests_are_refused(options, message):
 def test_novel_needs_known_names_in_the_file():
     with pytest.raises(RequestError, match="carries no training names"):
         plan(Request(novel=True), make_meta())
+
+
+# Rows whose contexts are equal share one model call.
+
+def table_logits(vocab_size: int, context_size: int):
+    """A model whose logits depend on every context position, computed row by row (exact in any batch)."""
+    table = np.random.default_rng(5).normal(size=(context_size, vocab_size, vocab_size)).astype(np.float32)
+
+    def logits(contexts):
+        return sum(table[i][contexts[:, i]] for i in range(context_size))
+
+    return logits
+
+
+def without_sharing(monkeypatch):
+    import nametool.runtime.generate as engine
+
+    monkeypatch.setattr(engine, "SHARE_UNTIL", 0)
+
+
+@pytest.mark.parametrize("chars, context_size", [("abc", 2), ("abc", 5), ([chr(0x100 + i) for i in range(300)], 3)])
+@pytest.mark.parametrize("prefix_len, max_len, options", [
+    (0, 9, {}), (2, 9, {"min_len": 4}), (0, 9, {"temperature": 0.7, "top_k": 2}), (0, 14, {"top_p": 0.8}),
+])
+def test_shared_contexts_give_the_names_unshared_calls_give(chars, context_size, prefix_len, max_len, options,
+                                                            monkeypatch):
+    meta = make_meta(chars=chars, context_size=context_size, max_len=max_len)
+    request = Request(count=500, batch_size=256, prefix="".join(chars[:prefix_len]), **options)
+    fn = table_logits(len(meta.vocab), context_size)
+    shared = generate(fn, meta, request, np.random.default_rng(3))
+    without_sharing(monkeypatch)
+    assert generate(fn, meta, request, np.random.default_rng(3)) == shared
+
+
+def test_equal_contexts_are_computed_once():
+    calls = []
+    fn = table_logits(4, 2)
+    names = generate(lambda c: calls.append(len(c)) or fn(c), make_meta(chars="abc", context_size=2, max_len=9),
+                     Request(count=1000, batch_size=1000), np.random.default_rng(0))
+    assert calls[:2] == [1, 3]  # the empty context once, then one per first letter
+    assert sum(calls) < sum(len(n) + 1 for n in names) / 2
+
+
+def test_keys_stop_before_int64_overflows():
+    import nametool.runtime.generate as engine
+
+    assert engine._exact_key_steps(27) == 13  # 27**13 < 2**63 <= 27**14
+    assert engine._exact_key_steps(3000) == 5
+    assert engine._exact_key_steps(1) == engine.MAX_NAME_LEN
