@@ -3,6 +3,7 @@
     python bench/run.py                 # about 6 minutes on 2 cores
     python bench/run.py --skip-install  # without the fresh-venv install sizes (the slow part)
     python bench/run.py --quick         # fewer repeats, for trying the script
+    python bench/run.py --only speedup  # some sections: cold,generation,speedup,files,session,install,training
 
 Prints markdown tables (medians of several runs; ratios are taken within this
 run). Needs the train extra: it trains the models it compares against.
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +29,13 @@ from torch.nn import functional as F
 
 from nametool.export.onnx_export import export_onnx
 from nametool.runtime import NameModel
+from nametool.runtime import generate as engine
 from nametool.runtime.model import bundled_models
 from nametool.train.checkpoint import load_checkpoint
-from nametool.train.config import DEFAULT_MODEL, TrainConfig
+from nametool.train.config import DEFAULT_MODEL, LECTURE_MODEL, TrainConfig
 from nametool.train.data import DEFAULT_MAX_LEN, DEFAULT_MIN_LEN, build_windows, load_names
-from nametool.train.loop import Windows, mean_loss, train_model
-from nametool.train.model import NameMLP
+from nametool.train.loop import Windows, mean_loss, resolve_precision, train_model
+from nametool.train.model import CharModel, build_model
 from nametool.train.pipeline import run_training
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,10 +98,19 @@ def cold_start(ckpt: Path, repeats: int) -> str:
 
 # -- generation throughput -------------------------------------------------------------------------
 
-def time_generate(model: NameModel, batch: int, count: int) -> tuple[float, int]:
-    start = time.perf_counter()
-    names = model.generate(count, seed=0, batch_size=batch)
-    return time.perf_counter() - start, sum(len(n) + 1 for n in names)
+def time_generate(model: NameModel, batch: int, count: int, share: bool = True) -> tuple[float, int]:
+    """Seconds to generate ``count`` names, and the characters made (ends included).
+
+    ``share=False`` turns off the engine's sharing of equal contexts, to show what it gains.
+    """
+    saved = engine.SHARE_UNTIL
+    engine.SHARE_UNTIL = saved if share else 0
+    try:
+        start = time.perf_counter()
+        names = model.generate(count, seed=0, batch_size=batch)
+        return time.perf_counter() - start, sum(len(n) + 1 for n in names)
+    finally:
+        engine.SHARE_UNTIL = saved
 
 
 def time_forward(model: NameModel, batch: int, chars: int) -> float:
@@ -138,17 +150,52 @@ def throughput(onnx_path: Path, ckpt_path: Path, repeats: int) -> str:
         torch_rate = 200 / statistics.median(s for s, _ in t_runs)
         for batch in (1, 64, 1024, 4096, 16384):
             count = {1: 1000, 64: 10_000}.get(batch, 60_000)
-            gens, fwds, chars = [], [], 0
-            for _ in range(repeats):
+            gens, unshared, fwds, chars = [], [], [], 0
+            for _ in range(repeats):  # interleaved, so drift on a shared machine hits every column alike
                 seconds, chars = time_generate(model, batch, count)
                 gens.append(seconds)
+                unshared.append(time_generate(model, batch, count, share=False)[0])
                 fwds.append(time_forward(model, batch, chars))
-            gen, fwd = statistics.median(gens), statistics.median(fwds)
-            rows.append([threads, f"{batch:,}", f"{count / gen:,.0f}", f"{chars / gen:,.0f}", f"{chars / fwd:,.0f}",
-                         f"{gen / fwd:.2f}", f"{torch_rate:,.0f}", f"{count / gen / torch_rate:,.0f}×"])
+            gen, alone, fwd = statistics.median(gens), statistics.median(unshared), statistics.median(fwds)
+            rows.append([threads, f"{batch:,}", f"{count / gen:,.0f}", f"{chars / gen:,.0f}", f"{count / alone:,.0f}",
+                         f"{chars / fwd:,.0f}", f"{gen / fwd:.2f}", f"{alone / fwd:.2f}", f"{torch_rate:,.0f}",
+                         f"{count / gen / torch_rate:,.0f}×"])
     torch.set_num_threads(CORES)
-    return table(["threads", "batch", "names/s", "chars/s", "forward-only chars/s", "generate ÷ forward time",
-                  "PyTorch one-by-one names/s", "speed-up"], rows)
+    return table(["threads", "batch", "names/s", "chars/s", "names/s, no shared contexts", "forward-only chars/s",
+                  "generate ÷ forward time", "no sharing ÷ forward time", "PyTorch one-by-one names/s", "speed-up"],
+                 rows)
+
+
+SPEEDUP_MODELS = [  # (label, model, training): one model per row, the PyTorch loop of that very model
+    ("default: 2 members of 512", DEFAULT_MODEL, TrainConfig()),
+    ("1 member of 512 (`--members 1`)", replace(DEFAULT_MODEL, members=1), TrainConfig()),
+    ("lecture: context 3, 10-d, 200", LECTURE_MODEL,
+     TrainConfig(steps=8000, batch_size=256, lr=2e-3, weight_decay=0.01, precision="fp32")),
+]
+
+
+def speedups(names, folder: Path, repeats: int) -> str:
+    """One thread: generate at batch 1,024 and 4,096 against the one-name PyTorch sampler of the same model."""
+    trained = []
+    for i, (label, config, train_config) in enumerate(SPEEDUP_MODELS):
+        ckpt, onnx_path = folder / f"speed{i}.pt", folder / f"speed{i}.onnx"
+        export_onnx(run_training(names, config, train_config, ckpt).checkpoint, onnx_path)
+        trained.append((label, config, load_checkpoint(ckpt).model, onnx_path))
+    torch.set_num_threads(1)
+    rows = []
+    for label, config, net, onnx_path in trained:
+        model = NameModel.load(onnx_path, threads=1)
+        model.generate(1000, seed=0)  # warm-up
+        t_runs = [torch_one_by_one(net, config.context_size, model.meta.sampling.max_len, 200) for _ in range(3)]
+        torch_rate = 200 / statistics.median(s for s, _ in t_runs)
+        row = [label, f"{config.parameter_count(len(model.vocab)):,}", f"{torch_rate:,.0f}"]
+        for batch in (1024, 4096):
+            rate = 40_000 / statistics.median(time_generate(model, batch, 40_000)[0] for _ in range(repeats))
+            row += [f"{rate:,.0f}", f"{rate / torch_rate:,.0f}×"]
+        rows.append(row)
+    torch.set_num_threads(CORES)
+    return table(["model", "parameters", "PyTorch one-by-one names/s", "names/s, batch 1,024", "speed-up",
+                  "names/s, batch 4,096", "speed-up"], rows)
 
 
 def model_files(repeats: int) -> str:
@@ -226,14 +273,15 @@ def install_sizes() -> str:
 THRESHOLDS = (2.2, 2.1, 2.0, 1.95, 1.92)
 
 
-def lecture_style(model: NameMLP, train: Windows, val: Windows, steps: int, evals: list) -> float:
+def lecture_style(model: CharModel, train: Windows, val: Windows, steps: int, evals: list) -> float:
     """makemore's lecture loop: batch 32, plain SGD at 0.1, then 0.01 for the last third."""
     gen = torch.Generator().manual_seed(0)
     params = list(model.parameters())
     start = time.perf_counter()
     for step in range(steps):
         batch = torch.randint(len(train.targets), (32,), generator=gen)
-        loss = F.cross_entropy(model(train.contexts[batch]), train.targets[batch])
+        outputs = model.member_logits(train.contexts[batch])  # each member fits the data, as in ours
+        loss = sum(F.cross_entropy(out, train.targets[batch]) for out in outputs) / len(outputs)
         for p in params:
             p.grad = None
         loss.backward()
@@ -256,17 +304,19 @@ def training(names) -> str:
     val = Windows.from_numpy(*build_windows(val_names, vocab, DEFAULT_MODEL.context_size))
     rows = []
     torch.manual_seed(42)
-    ours, config = NameMLP(len(vocab), DEFAULT_MODEL), TrainConfig(eval_every=100)
+    ours, config = build_model(len(vocab), DEFAULT_MODEL), TrainConfig(eval_every=100)
     evals = []
     start = time.perf_counter()
     outcome = train_model(ours, train, val, config,
                           after_eval=lambda s: evals.append((time.perf_counter() - start, s.history["val_loss"][-1])))
-    rows.append(["nametool defaults (AdamW, batch 512, cosine)", outcome.state.seconds, config.steps * 512, evals])
+    precision = resolve_precision(config.precision, "cpu")
+    rows.append([f"nametool defaults (AdamW, batch {config.batch_size}, cosine, {precision} forward)",
+                 outcome.state.seconds, config.steps * config.batch_size, evals])
     torch.manual_seed(42)
     evals2: list = []
     steps = 60_000
-    seconds = lecture_style(NameMLP(len(vocab), DEFAULT_MODEL), train, val, steps, evals2)
-    rows.append(["lecture-style loop (SGD 0.1 then 0.01, batch 32)", seconds, steps * 32, evals2])
+    seconds = lecture_style(build_model(len(vocab), DEFAULT_MODEL), train, val, steps, evals2)
+    rows.append(["lecture-style loop (SGD 0.1 then 0.01, batch 32, fp32)", seconds, steps * 32, evals2])
     out = []
     for label, seconds, examples, history in rows:
         reach = []
@@ -278,25 +328,42 @@ def training(names) -> str:
                  out)
 
 
+SECTIONS = ("cold", "generation", "speedup", "files", "session", "install", "training")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-install", action="store_true")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections: {','.join(SECTIONS)}")
     args = parser.parse_args()
+    only = set(args.only.split(","))
+    if args.skip_install:
+        only.discard("install")
+    if only - set(SECTIONS):
+        parser.error(f"unknown sections: {','.join(sorted(only - set(SECTIONS)))}")
     repeats = 3 if args.quick else 5
     print(f"Machine: {machine()}\n", flush=True)
     names = load_names(min_len=DEFAULT_MIN_LEN, max_len=DEFAULT_MAX_LEN)
     with tempfile.TemporaryDirectory() as tmp:
         ckpt, onnx_path = Path(tmp) / "default.pt", Path(tmp) / "default.onnx"
-        export_onnx(run_training(names, DEFAULT_MODEL, TrainConfig(), ckpt).checkpoint, onnx_path)
-        print("### Cold start and memory (whole process, default model)\n\n" + cold_start(ckpt, repeats), flush=True)
-        print("\n### Generation, default model\n\n" + throughput(onnx_path, ckpt, repeats), flush=True)
-        print("\n### Model files\n\n" + model_files(repeats), flush=True)
-        print("\n### onnxruntime session options, default model, one thread unless said\n\n"
-              + session_options(onnx_path, repeats), flush=True)
-    if not args.skip_install:
-        print("\n### Install size\n\n" + install_sizes(), flush=True)
-    print("\n### Training to val-loss thresholds (all cores)\n\n" + training(names), flush=True)
+        if only & {"cold", "generation", "session"}:
+            export_onnx(run_training(names, DEFAULT_MODEL, TrainConfig(), ckpt).checkpoint, onnx_path)
+        sections = {
+            "cold": ("Cold start and memory (whole process, default model)", lambda: cold_start(ckpt, repeats)),
+            "generation": ("Generation, default model", lambda: throughput(onnx_path, ckpt, repeats)),
+            "speedup": ("Against the one-name PyTorch sampler of the same model, one thread",
+                        lambda: speedups(names, Path(tmp), repeats)),
+            "files": ("Model files", lambda: model_files(repeats)),
+            "session": ("onnxruntime session options, default model, one thread unless said",
+                        lambda: session_options(onnx_path, repeats)),
+            "install": ("Install size", install_sizes),
+            "training": ("Training to val-loss thresholds (all cores)", lambda: training(names)),
+        }
+        for key in SECTIONS:
+            if key in only:
+                title, run = sections[key]
+                print(f"### {title}\n\n{run()}\n", flush=True)
 
 
 if __name__ == "__main__":

@@ -201,6 +201,11 @@ def info(model_path, as_json) -> None:
     write_text(format_summary(facts))
 
 
+def _norm_and_members(m: dict) -> str:
+    return (", layer norm" if m["norm"] == "layer" else "") + (
+        f", {m['members']} members averaged" if m["members"] > 1 else "")
+
+
 def format_summary(f: dict) -> str:
     m, p, s, v = f["model"], f["provenance"], f["sampling"], f["vocab"]
     loss = "  ".join(f"{k} {p[k + '_loss']:.4f}" for k in ("train", "val", "test") if p[k + "_loss"] is not None)
@@ -208,7 +213,7 @@ def format_summary(f: dict) -> str:
         f"model        {f['path']} ({f['file_bytes'] / 1024:.1f} KiB, schema {f['schema_version']})",
         f"vocabulary   {v['size']}: {v['chars']} + end {v['end_token']!r}",
         f"network      context {m['context_size']}, embedding {m['embed_dim']}, hidden "
-        f"{','.join(map(str, m['hidden']))}; {m['parameters']:,} parameters",
+        f"{','.join(map(str, m['hidden']))}{_norm_and_members(m)}; {m['parameters']:,} parameters",
         f"sampling     temperature {s['temperature']}, length {s['min_len']}-{s['max_len']}",
         f"loss         {loss} (nats/char)",
         f"data         {p['dataset']} ({p['name_count']:,} names, sha256 {p['dataset_sha256'][:12]}...), "
@@ -262,8 +267,7 @@ def models(as_json) -> None:
         m = model.meta.model
         rows.append({"name": name, "file_bytes": path.stat().st_size,
                      "parameters": m.parameter_count(len(model.vocab)),
-                     "config": f"context {m.context_size}, {m.embed_dim}-d, hidden "
-                               f"{','.join(map(str, m.hidden))}" + (", layer norm" if m.norm == "layer" else ""),
+                     "config": m.describe(),
                      "int8": model.meta.quantization is not None,
                      "test_loss": model.meta.provenance.test_loss, "names_per_second": round(speed)})
     if as_json:

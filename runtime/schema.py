@@ -30,7 +30,8 @@ NORMS = ("none", "layer")
 MAX_NAME_LEN = 256  # characters: longer lines are no names
 MAX_CONTEXT_SIZE = MAX_NAME_LEN  # more context than the longest name only adds padding
 MAX_LAYERS = 16
-MAX_PARAMETERS = 100_000_000  # 400 MB of float32; the default model has about 110,000
+MAX_MEMBERS = 16
+MAX_PARAMETERS = 100_000_000  # 400 MB of float32; the default model has about 360,000
 MAX_SEED = 2**64 - 1  # torch and numpy both take seeds in [0, 2**64)
 MAX_GOLDEN_TOLERANCE = 1e-3  # a file cannot make its own self-test pass by loosening it
 # Unicode categories no name character may have: names are printed one per line.
@@ -98,10 +99,13 @@ class ModelConfig:
     embed_dim: int
     hidden: tuple[int, ...]
     norm: str = "none"  # "layer": LayerNorm between each hidden Linear and its tanh
+    members: int = 1  # MLPs of this shape whose next-character distributions are averaged
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
             raise ModelFileError(f"model.norm {self.norm!r} is not one of {', '.join(NORMS)}")
+        if not _is_int(self.members) or not 1 <= self.members <= MAX_MEMBERS:
+            raise ModelFileError(f"model.members {self.members!r} must be an integer from 1 to {MAX_MEMBERS}")
         for name in ("context_size", "embed_dim"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise ModelFileError(f"model.{name} {getattr(self, name)!r} must be a positive integer")
@@ -116,11 +120,20 @@ class ModelConfig:
             raise ModelFileError(f"model: {parameters:,} parameters or more, above the limit {MAX_PARAMETERS:,}")
 
     def parameter_count(self, vocab_size: int) -> int:
-        """Embedding, every hidden layer and the output layer, weights and biases."""
+        """Embedding, every hidden layer and the output layer, weights and biases, of every member."""
         widths = [self.context_size * self.embed_dim, *self.hidden, vocab_size]
         linear = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
         norm = 2 * sum(self.hidden) if self.norm == "layer" else 0
-        return vocab_size * self.embed_dim + linear + norm
+        return self.members * (vocab_size * self.embed_dim + linear + norm)
+
+    def describe(self) -> str:
+        """One line for people: ``context 10, 32-d, hidden 512, layer norm, 2 members``."""
+        parts = [f"context {self.context_size}", f"{self.embed_dim}-d", f"hidden {','.join(map(str, self.hidden))}"]
+        if self.norm == "layer":
+            parts.append("layer norm")
+        if self.members > 1:
+            parts.append(f"{self.members} members averaged")
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)

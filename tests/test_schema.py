@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from nametool.runtime.errors import ModelFileError
 from nametool.runtime.known import KnownNames
-from nametool.runtime.schema import SCHEMA_VERSION, ModelMeta
+from nametool.runtime.schema import SCHEMA_VERSION, ModelConfig, ModelMeta
 
 from .conftest import make_meta
 
@@ -58,6 +59,9 @@ def test_unknown_schema_version_is_refused_naming_both_versions():
         (lambda p: p["vocab"].update(chars=["a", "a"]), "characters repeat"),
         (lambda p: p["vocab"].update(chars=["a", "."]), "end token '.' is also a name character"),
         (lambda p: p["sampling"].update(min_len=10), "min_len <= max_len"),
+        (lambda p: p["model"].update(members=0), "model.members 0 must be an integer from 1 to 16"),
+        (lambda p: p["model"].update(members=17), "model.members 17 must be"),
+        (lambda p: p["model"].update(members="2"), "model.members"),
     ],
 )
 def test_broken_fields_are_refused(mutate, message):
@@ -80,3 +84,15 @@ def test_known_names_that_expand_without_bound_are_refused():
     bomb = base64.b64encode(zlib.compress(b"0 a" + b"a" * 5_000_000, 9)).decode("ascii")
     with pytest.raises(ModelFileError, match="expands beyond"):
         "x" in KnownNames(count=1, data=bomb)
+
+
+def test_members_default_to_one_for_files_written_before_the_field():
+    payload = json.loads(make_meta().to_json())
+    del payload["model"]["members"]
+    assert ModelMeta.from_json(json.dumps(payload)).model.members == 1
+
+
+def test_each_member_counts_in_the_parameters():
+    one = ModelConfig(context_size=10, embed_dim=32, hidden=(512,))
+    assert one.parameter_count(27) == 179_067  # docs/sweep.md's single-MLP rows
+    assert replace(one, members=2).parameter_count(27) == 2 * 179_067

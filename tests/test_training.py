@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -109,3 +110,69 @@ def test_cuda_when_absent_is_a_clear_error():
         pytest.skip("this machine has CUDA")
     result = CliRunner().invoke(tool_main, ["train", "--data", str(TINY_NAMES), "--device", "cuda"])
     assert result.exit_code == 2 and "no CUDA device here" in result.output
+
+
+def test_an_ensemble_predicts_the_mean_of_its_members_distributions():
+    from nametool.train.model import NameEnsemble, build_model
+
+    torch.manual_seed(0)
+    model = build_model(5, ModelConfig(context_size=3, embed_dim=4, hidden=(8,), members=3))
+    assert isinstance(model, NameEnsemble)
+    contexts = torch.randint(0, 5, (16, 3))
+    members = torch.stack([torch.softmax(logits, -1) for logits in model.member_logits(contexts)])
+    assert not torch.allclose(members[0], members[1])  # each member starts from its own weights
+    torch.testing.assert_close(torch.softmax(model(contexts), -1), members.mean(0))
+
+
+def test_an_ensemble_trains_exports_within_parity_and_says_so(tmp_path):
+    names = load_names(TINY_NAMES)
+    config = ModelConfig(context_size=3, embed_dim=6, hidden=(24,), members=2)
+    result = run_training(names, config, CONFIG, tmp_path / "m.pt")
+    report = export_onnx(result.checkpoint, tmp_path / "m.onnx")
+    assert report.max_abs_diff <= 1e-5
+    model = NameModel.load(tmp_path / "m.onnx")
+    assert model.meta.model.members == 2
+    assert model.meta.model.parameter_count(len(model.vocab)) == sum(
+        p.numel() for p in result.checkpoint.model.parameters())
+    # averaging distributions never loses to the members' average loss (log is concave), and here gains
+    from nametool.train.data import build_windows
+    from nametool.train.loop import Windows, mean_loss
+
+    val = Windows.from_numpy(*build_windows(result.checkpoint.splits["val"], model.vocab, 3))
+    own = [mean_loss(member, val) for member in result.checkpoint.model.members]
+    assert result.losses["val"] == pytest.approx(mean_loss(result.checkpoint.model, val))
+    assert result.losses["val"] < sum(own) / len(own)
+
+
+@pytest.mark.parametrize("asked, device, amx, resolved", [
+    ("fp32", "cpu", True, "fp32"), ("bf16", "cpu", False, "bf16"), ("auto", "cpu", True, "bf16"),
+    ("auto", "cpu", False, "fp32"), ("auto", "cuda", True, "fp32"),
+])
+def test_precision_auto_takes_bf16_only_on_cpus_with_amx(asked, device, amx, resolved, monkeypatch):
+    from nametool.train.loop import resolve_precision
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    assert resolve_precision(asked, device) == resolved
+
+
+def test_a_run_records_the_precision_it_used(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    result = run_training(load_names(TINY_NAMES), SMALL, replace(CONFIG, steps=20), tmp_path / "m.pt")
+    assert load_checkpoint(tmp_path / "m.pt").train_config.precision == "fp32"
+    assert result.checkpoint.train_config.precision == "fp32"
+
+
+def test_bf16_training_reaches_the_loss_fp32_does(tmp_path):
+    names = load_names(TINY_NAMES)
+    config = replace(CONFIG, steps=300, dropout=0.0)
+    losses = {p: run_training(names, SMALL, replace(config, precision=p), tmp_path / f"{p}.pt").losses["val"]
+              for p in ("fp32", "bf16")}
+    assert losses["bf16"] != losses["fp32"]  # the forward pass really ran in bf16 ...
+    assert abs(losses["bf16"] - losses["fp32"]) < 0.05  # ... and learned as much
+
+
+def test_members_and_precision_are_checked_on_the_command_line():
+    for args, message in ((["--members", "0"], "--members"), (["--members", "17"], "--members"),
+                          (["--precision", "fp16"], "--precision")):
+        result = CliRunner().invoke(tool_main, ["train", "--data", str(TINY_NAMES), *args])
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output

@@ -21,7 +21,7 @@ from nametool.runtime.errors import ModelFileError, NametoolError
 from nametool.runtime.schema import ModelMeta, check_types
 from nametool.train.config import TrainConfig
 from nametool.train.loop import LoopState
-from nametool.train.model import NameMLP
+from nametool.train.model import CharModel, build_model
 
 FORMAT = "nametool-checkpoint"
 FORMAT_VERSION = 1
@@ -30,7 +30,7 @@ FORMAT_VERSION = 1
 @dataclass
 class Checkpoint:
     meta: ModelMeta
-    model: NameMLP  # with the best weights seen on val
+    model: CharModel  # with the best weights seen on val
     splits: dict[str, list[str]]  # train / val / test names
     train_config: TrainConfig
     loop: LoopState  # history, and what --resume continues from
@@ -121,7 +121,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
     except (KeyError, TypeError) as exc:
         raise ModelFileError(f"{path}: damaged checkpoint (metadata: {type(exc).__name__})") from None
     try:
-        model = NameMLP(len(meta.vocab), meta.model)
+        model = build_model(len(meta.vocab), meta.model)
         model.load_state_dict(payload["state_dict"], strict=True)
         train_config = _train_config(json.loads(payload["train_config"]))
         resume = payload["resume"]

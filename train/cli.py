@@ -14,10 +14,10 @@ from pathlib import Path
 import click
 
 from nametool.runtime.cli import SEED, user_errors
-from nametool.runtime.schema import NORMS
+from nametool.runtime.schema import MAX_MEMBERS, NORMS
 from nametool.train import commands
 from nametool.train.commands import RUNS_DIR, require_torch
-from nametool.train.config import DEFAULT_MODEL, TrainConfig
+from nametool.train.config import DEFAULT_MODEL, PRECISIONS, TrainConfig
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="nametool")
@@ -57,6 +57,8 @@ def _hidden_sizes(ctx, param, value: str) -> tuple[int, ...]:
               callback=_hidden_sizes, help="Hidden layer sizes, comma-separated (tanh after each).")
 @click.option("--norm", type=click.Choice(NORMS), default=DEFAULT_MODEL.norm, show_default=True,
               help="'layer': LayerNorm before each tanh.")
+@click.option("--members", type=click.IntRange(1, MAX_MEMBERS), default=DEFAULT_MODEL.members, show_default=True,
+              help="MLPs trained side by side whose predictions are averaged (1: a single MLP).")
 @click.option("--dropout", type=click.FloatRange(min=0, max=1, max_open=True), default=TrainConfig.dropout,
               show_default=True, callback=_finite, help="Dropout after each hidden layer (training only).")
 @click.option("--steps", type=click.IntRange(min=1), default=TrainConfig.steps, show_default=True)
@@ -75,14 +77,17 @@ def _hidden_sizes(ctx, param, value: str) -> tuple[int, ...]:
 @click.option("--seed", type=SEED, default=TrainConfig.seed, show_default=True,
               help="Seeds the split, the init, dropout and the batches.")
 @click.option("--device", default="cpu", show_default=True, help="'cpu', or 'cuda' where available.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=TrainConfig.precision, show_default=True,
+              help="Of the training forward pass. 'auto': bf16 on CPUs with AMX, else fp32. "
+                   "Weights, evaluation and export stay fp32.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint path. Default: runs/<time>/model.pt")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--resume", type=click.Path(dir_okay=False), default=None,
               help="Continue the run saved in this checkpoint (its own settings; other options ignored).")
 @user_errors
-def train(data, min_len, max_len, end_token, context_size, embed_dim, hidden, norm, dropout, steps, batch_size,
-          lr, warmup, weight_decay, eval_every, patience, seed, device, out, force, resume):
+def train(data, min_len, max_len, end_token, context_size, embed_dim, hidden, norm, members, dropout, steps,
+          batch_size, lr, warmup, weight_decay, eval_every, patience, seed, device, precision, out, force, resume):
     """Train the MLP and write a checkpoint (weights, config, vocabulary and split in one file).
 
     Ctrl-C stops at the next step, saves the best weights so far and the state
@@ -113,11 +118,11 @@ def train(data, min_len, max_len, end_token, context_size, embed_dim, hidden, no
     names = load_names(data, min_len=min_len, max_len=max_len, end_token=end_token)
     click.echo(names.report(), err=True)
     out = Path(out) if out else _new_run_path()
-    config = ModelConfig(context_size=context_size, embed_dim=embed_dim, hidden=hidden, norm=norm)
+    config = ModelConfig(context_size=context_size, embed_dim=embed_dim, hidden=hidden, norm=norm, members=members)
     train_config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                warmup=_shortened("--warmup", warmup, min(warmup, steps // 10),
                                                  "at most a tenth of --steps"),
-                               dropout=dropout, patience=patience, seed=seed, device=device,
+                               dropout=dropout, patience=patience, seed=seed, device=device, precision=precision,
                                eval_every=_shortened("--eval-every", eval_every, min(eval_every, steps),
                                                      "at most --steps"))
     with _progress_bar(steps) as (progress, stop):

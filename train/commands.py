@@ -164,7 +164,7 @@ def plot_loss_command(run, out, force):
     if not ckpt.history["step"]:
         raise click.ClickException(f"{path}: no evaluations recorded yet")
     m = ckpt.meta.model
-    title = f"{path.parent.name}: context {m.context_size}, {m.embed_dim}-d, hidden {','.join(map(str, m.hidden))}"
+    title = f"{path.parent.name}: {m.describe()}"
     target = Path(out) if out else path.with_name("loss.png")
     plot_loss(ckpt.history, title, target, force=force)
     click.echo(f"wrote {target}")
@@ -180,9 +180,11 @@ def plot_embeddings_command(run, out, force):
     path, ckpt = _load_run(run)
     from nametool.train.plots import plot_embeddings
 
-    weights = ckpt.model.embed.weight.detach().numpy()
+    weights = ckpt.model.embedding.detach().numpy()
     target = Path(out) if out else path.with_name("embeddings.png")
-    separation = plot_embeddings(weights, ckpt.meta.vocab.itos(), "Character embeddings", target, force=force)
+    members = ckpt.meta.model.members
+    title = "Character embeddings" + (f" (the first of {members} members)" if members > 1 else "")
+    separation = plot_embeddings(weights, ckpt.meta.vocab.itos(), title, target, force=force)
     click.echo(f"wrote {target}" + ("" if separation is None else
                f" (vowels: mean distance to consonants / to each other = {separation:.2f})"))
 

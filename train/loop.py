@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from nametool.train.config import TrainConfig
-from nametool.train.model import NameMLP
+from nametool.train.model import CharModel
 
 
 @dataclass
@@ -56,6 +56,14 @@ class Outcome:
     stopped: str  # "finished", "early stop" or "interrupted"
 
 
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` is bf16 where the CPU multiplies bf16 matrices in hardware (AMX), else fp32."""
+    if precision != "auto":
+        return precision
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)  # private in torch 2.x: may vanish
+    return "bf16" if device == "cpu" and amx() else "fp32"
+
+
 def learning_rate(step: int, config: TrainConfig) -> float:
     if step < config.warmup:
         return config.lr * (step + 1) / config.warmup
@@ -64,7 +72,7 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def mean_loss(model: NameMLP, data: Windows, chunk: int = 65536) -> float:
+def mean_loss(model: CharModel, data: Windows, chunk: int = 65536) -> float:
     """Cross-entropy in nats per character over every window of a split."""
     was_training = model.training
     model.eval()
@@ -81,7 +89,7 @@ Hook = Callable[[LoopState], None]  # called after each evaluation, e.g. to save
 
 
 def train_model(
-    model: NameMLP,
+    model: CharModel,
     train: Windows,
     val: Windows,
     config: TrainConfig,
@@ -95,7 +103,10 @@ def train_model(
     state = state or LoopState()
     gen = torch.Generator(device=train.targets.device)
     gen.manual_seed(config.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    device = train.targets.device.type
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                  fused=device in ("cpu", "cuda"))  # one kernel for all parameters
+    bf16 = resolve_precision(config.precision, device) == "bf16"
     if state.optimizer is not None:
         model.load_state_dict(state.last_weights)
         optimizer.load_state_dict(state.optimizer)
@@ -113,7 +124,10 @@ def train_model(
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(state.step, config)
         batch = torch.randint(len(train.targets), (config.batch_size,), generator=gen, device=gen.device)
-        loss = F.cross_entropy(model(train.contexts[batch]), train.targets[batch])
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            outputs = model.member_logits(train.contexts[batch])
+        targets = train.targets[batch]  # each member fits the data on its own; their losses are averaged
+        loss = sum(F.cross_entropy(out.float(), targets) for out in outputs) / len(outputs)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -140,7 +154,7 @@ def train_model(
     return Outcome(state, stopped)
 
 
-def _evaluate(model: NameMLP, val: Windows, state: LoopState, config: TrainConfig) -> float:
+def _evaluate(model: CharModel, val: Windows, state: LoopState, config: TrainConfig) -> float:
     val_loss = mean_loss(model, val)
     state.history["step"].append(state.step)
     state.history["train_loss"].append(state.smoothed)
@@ -153,7 +167,7 @@ def _evaluate(model: NameMLP, val: Windows, state: LoopState, config: TrainConfi
     return val_loss
 
 
-def _snapshot(state: LoopState, model: NameMLP, optimizer, gen: torch.Generator) -> None:
+def _snapshot(state: LoopState, model: CharModel, optimizer, gen: torch.Generator) -> None:
     state.last_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     state.optimizer = copy.deepcopy(optimizer.state_dict())
     state.batch_rng = gen.get_state()

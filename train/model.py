@@ -1,14 +1,25 @@
-"""The Bengio et al. (2003) MLP: embed each context character, concatenate, tanh layers, logits."""
+"""The Bengio et al. (2003) MLP: embed each context character, concatenate, tanh layers, logits.
+
+``members > 1`` trains that many such MLPs side by side, each from its own
+initial weights on the same batches, and predicts with the mean of their
+next-character distributions (an ensemble): the averaged distribution is the
+model, in training's evaluation, in the exported file and in generation.
+"""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from nametool.runtime.schema import ModelConfig
 
 
 class NameMLP(nn.Module):
+    """One member: context ids -> next-character logits."""
+
     def __init__(self, vocab_size: int, config: ModelConfig, dropout: float = 0.0):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, config.embed_dim)
@@ -26,3 +37,40 @@ class NameMLP(nn.Module):
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         x = self.embed(context).flatten(1)  # (batch, context_size * embed_dim)
         return self.mlp(x)  # (batch, vocab) logits
+
+    def member_logits(self, context: torch.Tensor) -> list[torch.Tensor]:
+        """What training fits: each member's own logits."""
+        return [self(context)]
+
+    @property
+    def embedding(self) -> torch.Tensor:
+        return self.embed.weight
+
+
+class NameEnsemble(nn.Module):
+    """Several members; the logits are the log of their mean distribution."""
+
+    def __init__(self, vocab_size: int, config: ModelConfig, dropout: float = 0.0):
+        super().__init__()
+        self.members = nn.ModuleList(NameMLP(vocab_size, config, dropout) for _ in range(config.members))
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        logprobs = torch.stack([F.log_softmax(member(context), dim=-1) for member in self.members])
+        return torch.logsumexp(logprobs, dim=0) - math.log(len(self.members))
+
+    def member_logits(self, context: torch.Tensor) -> list[torch.Tensor]:
+        return [member(context) for member in self.members]
+
+    @property
+    def embedding(self) -> torch.Tensor:
+        """The first member's (each member learns its own)."""
+        return self.members[0].embed.weight
+
+
+CharModel = NameMLP | NameEnsemble
+
+
+def build_model(vocab_size: int, config: ModelConfig, dropout: float = 0.0) -> CharModel:
+    """The network ``config`` describes, freshly initialised from torch's global generator."""
+    kind = NameMLP if config.members == 1 else NameEnsemble
+    return kind(vocab_size, config, dropout)

@@ -17,8 +17,8 @@ from nametool.train.baseline import bigram_loss
 from nametool.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from nametool.train.config import TrainConfig
 from nametool.train.data import NameSet, build_vocab, build_windows, data_notice, split_names
-from nametool.train.loop import LoopState, Progress, Windows, mean_loss, train_model
-from nametool.train.model import NameMLP
+from nametool.train.loop import LoopState, Progress, Windows, mean_loss, resolve_precision, train_model
+from nametool.train.model import CharModel, build_model
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,10 @@ def run_training(
         ),
         known_names=KnownNames.from_names(names.names),
     )
+    device = torch.device(train_config.device).type
+    train_config = replace(train_config, precision=resolve_precision(train_config.precision, device))
     torch.manual_seed(train_config.seed)  # the initial weights
-    model = NameMLP(len(vocab), config, dropout=train_config.dropout)
+    model = build_model(len(vocab), config, dropout=train_config.dropout)
     ckpt = Checkpoint(meta, model, splits, train_config, LoopState())
     return _run(ckpt, out, progress, should_stop)
 
@@ -69,7 +71,7 @@ def resume_training(
 ) -> TrainResult:
     """Continue the run saved in ``path`` and write the result back to it."""
     ckpt = load_checkpoint(path)
-    ckpt.model = NameMLP(len(ckpt.meta.vocab), ckpt.meta.model, dropout=ckpt.train_config.dropout)
+    ckpt.model = build_model(len(ckpt.meta.vocab), ckpt.meta.model, dropout=ckpt.train_config.dropout)
     return _run(ckpt, path, progress, should_stop)
 
 
@@ -93,9 +95,9 @@ def _run(ckpt: Checkpoint, out: Path, progress, should_stop) -> TrainResult:
     return TrainResult(final, Path(out), losses, bigram, outcome.state.seconds, outcome.stopped)
 
 
-def _finished(ckpt: Checkpoint, model: NameMLP, state: LoopState, windows) -> Checkpoint:
+def _finished(ckpt: Checkpoint, model: CharModel, state: LoopState, windows) -> Checkpoint:
     """The checkpoint as of ``state``: best weights, and losses when the splits are given."""
-    best = NameMLP(len(ckpt.meta.vocab), ckpt.meta.model)
+    best = build_model(len(ckpt.meta.vocab), ckpt.meta.model)
     best.load_state_dict(state.best_weights or state.last_weights or model.state_dict())
     best.eval()
     changes = {"steps": state.step, "train_seconds": round(state.seconds, 2),
