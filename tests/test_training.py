@@ -34,16 +34,18 @@ def weights(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("members, precision", [(1, "auto"), (2, "bf16"), (2, "fp32")])
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, members, precision):
     names = load_names(TINY_NAMES)
-    whole = run_training(names, SMALL, CONFIG, tmp_path / "whole.pt")
+    config, train_config = replace(SMALL, members=members), replace(CONFIG, precision=precision)
+    whole = run_training(names, config, train_config, tmp_path / "whole.pt")
     calls = {"n": 0}
 
     def stop_after_70():
         calls["n"] += 1
         return calls["n"] > 70
 
-    part = run_training(names, SMALL, CONFIG, tmp_path / "part.pt", should_stop=stop_after_70)
+    part = run_training(names, config, train_config, tmp_path / "part.pt", should_stop=stop_after_70)
     assert part.stopped == "interrupted" and part.checkpoint.loop.step == 70
     resumed = resume_training(tmp_path / "part.pt")
     assert resumed.stopped == "finished" and resumed.checkpoint.loop.step == 120
@@ -142,6 +144,13 @@ def test_an_ensemble_trains_exports_within_parity_and_says_so(tmp_path):
     own = [mean_loss(member, val) for member in result.checkpoint.model.members]
     assert result.losses["val"] == pytest.approx(mean_loss(result.checkpoint.model, val))
     assert result.losses["val"] < sum(own) / len(own)
+    # and the runtime samples what PyTorch's reference path samples, name for name
+    from nametool.runtime.generate import Request
+    from nametool.train.reference import sample_with_torch
+
+    options = {"temperature": 0.9, "top_p": 0.95, "prefix": "a"}
+    assert model.generate(300, seed=4, **options) == sample_with_torch(
+        result.checkpoint, Request(count=300, **options), seed=4)
 
 
 @pytest.mark.parametrize("asked, device, amx, resolved", [
