@@ -119,3 +119,13 @@ def test_models_command_lists_every_bundled_model():
     assert all(row["names_per_second"] > 0 and row["test_loss"] > 1 for row in rows.values())
     text = CliRunner().invoke(main, ["models"]).output.splitlines()
     assert text[0].split()[:4] == ["name", "size", "params", "test"] and len(text) == len(rows) + 1
+
+
+@pytest.mark.parametrize("name", ["default", "default-int8", "lecture"])
+def test_sharing_equal_contexts_leaves_the_bundled_models_names_unchanged(name, monkeypatch):
+    import nametool.runtime.generate as engine
+
+    model = NameModel.load(name, threads=1)
+    shared = model.generate(2048, seed=7, batch_size=2048)
+    monkeypatch.setattr(engine, "SHARE_UNTIL", 0)
+    assert model.generate(2048, seed=7, batch_size=2048) == shared

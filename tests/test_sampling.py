@@ -238,3 +238,19 @@ def test_keys_stop_before_int64_overflows():
     assert engine._exact_key_steps(27) == 13  # 27**13 < 2**63 <= 27**14
     assert engine._exact_key_steps(3000) == 5
     assert engine._exact_key_steps(1) == engine.MAX_NAME_LEN
+
+
+def test_sharing_stops_where_the_keys_could_overflow():
+    """300 characters: a key holds 7 ids below 2**63. With top-k 2, rows stay few but keep
+    growing apart; from the 8th position on every row must get its own model row."""
+    import nametool.runtime.generate as engine
+
+    chars = [chr(0x100 + i) for i in range(300)]
+    meta = make_meta(chars=chars, context_size=3, min_len=12, max_len=12)
+    assert engine._exact_key_steps(len(meta.vocab)) == 7
+    calls, fn = [], table_logits(len(meta.vocab), 3)
+    generate(lambda c: calls.append(len(c)) or fn(c), meta, Request(count=500, batch_size=500, top_k=2),
+             np.random.default_rng(0))
+    assert len(calls) == 12
+    assert all(n <= 2 ** i for i, n in enumerate(calls[:7]))  # shared: at most 2**i distinct rows
+    assert calls[7:] == [500] * 5

@@ -55,6 +55,41 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, members,
     assert whole.losses == resumed.losses
 
 
+def test_resuming_from_the_file_an_evaluation_saved_is_exact_with_dropout(tmp_path):
+    """A killed run resumes from its last evaluation's save: the save must not move the dropout stream."""
+    import shutil
+
+    names = load_names(TINY_NAMES)
+    whole = run_training(names, SMALL, CONFIG, tmp_path / "whole.pt")
+    saved_at_40 = tmp_path / "at40.pt"
+
+    def keep_the_save_at_40(step, train_loss, val_loss):
+        if step == 40:
+            shutil.copy(tmp_path / "run.pt", saved_at_40)
+
+    run_training(names, SMALL, CONFIG, tmp_path / "run.pt", progress=keep_the_save_at_40)
+    assert load_checkpoint(saved_at_40).loop.step == 40
+    resumed = resume_training(saved_at_40)
+    a, b = weights(whole.checkpoint.model), weights(resumed.checkpoint.model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert whole.losses == resumed.losses
+
+
+def test_checkpoints_from_before_precision_resume_in_fp32(tmp_path, monkeypatch):
+    import json
+
+    path = tmp_path / "old.pt"
+    run_training(load_names(TINY_NAMES), SMALL, replace(CONFIG, steps=40), path)
+    payload = torch.load(path, weights_only=True)
+    config = json.loads(payload["train_config"])
+    del config["precision"]
+    payload["train_config"] = json.dumps(config)
+    torch.save(payload, path)
+    assert load_checkpoint(path).train_config.precision == "fp32"  # not "auto", which is bf16 on AMX
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert resume_training(path).checkpoint.train_config.precision == "fp32"
+
+
 def test_the_checkpoint_keeps_the_best_val_weights(tmp_path):
     names = load_names(TINY_NAMES)
     config = TrainConfig(steps=800, batch_size=64, lr=1e-2, warmup=0, eval_every=50, seed=1)  # overfits

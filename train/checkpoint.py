@@ -147,6 +147,7 @@ def _finite(state_dict: dict) -> bool:
 
 def _train_config(saved: dict) -> TrainConfig:
     """The saved settings, each checked against its annotation: a resumed run trusts them."""
+    saved = {"precision": "fp32", **saved}  # checkpoints from before --precision trained in fp32
     values = {f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved}
     check_types(TrainConfig, values, "train_config")
     return TrainConfig(**values)

@@ -166,7 +166,7 @@ def plot_loss_command(run, out, force):
     m = ckpt.meta.model
     title = f"{path.parent.name}: {m.describe()}"
     target = Path(out) if out else path.with_name("loss.png")
-    plot_loss(ckpt.history, title, target, force=force)
+    plot_loss(ckpt.history, title, target, members=m.members, force=force)
     click.echo(f"wrote {target}")
 
 

@@ -72,6 +72,9 @@ def resume_training(
     """Continue the run saved in ``path`` and write the result back to it."""
     ckpt = load_checkpoint(path)
     ckpt.model = build_model(len(ckpt.meta.vocab), ckpt.meta.model, dropout=ckpt.train_config.dropout)
+    device = torch.device(ckpt.train_config.device).type
+    ckpt.train_config = replace(ckpt.train_config,
+                                precision=resolve_precision(ckpt.train_config.precision, device))
     return _run(ckpt, path, progress, should_stop)
 
 
@@ -97,7 +100,8 @@ def _run(ckpt: Checkpoint, out: Path, progress, should_stop) -> TrainResult:
 
 def _finished(ckpt: Checkpoint, model: CharModel, state: LoopState, windows) -> Checkpoint:
     """The checkpoint as of ``state``: best weights, and losses when the splits are given."""
-    best = build_model(len(ckpt.meta.vocab), ckpt.meta.model)
+    with torch.random.fork_rng(devices=[]):  # a fresh model draws its init: not from the run's generator
+        best = build_model(len(ckpt.meta.vocab), ckpt.meta.model)
     best.load_state_dict(state.best_weights or state.last_weights or model.state_dict())
     best.eval()
     changes = {"steps": state.step, "train_seconds": round(state.seconds, 2),

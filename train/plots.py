@@ -29,11 +29,15 @@ def _save(fig, out: Path, force: bool) -> None:
     _pyplot().close(fig)
 
 
-def plot_loss(history: dict, title: str, out: Path, *, force: bool = False) -> None:
+def plot_loss(history: dict, title: str, out: Path, *, members: int = 1, force: bool = False) -> None:
+    """Train and val loss over steps. With several members the train curve is their mean own loss
+    (what training minimises); val is the averaged model's."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    ax.plot(history["step"], history["train_loss"], label="train (smoothed)", color="tab:blue")
-    ax.plot(history["step"], history["val_loss"], label="val", color="tab:orange", marker="o", markersize=3)
+    train_label = "train (smoothed)" if members == 1 else f"train (smoothed, mean of the {members} members)"
+    ax.plot(history["step"], history["train_loss"], label=train_label, color="tab:blue")
+    val_label = "val" if members == 1 else "val (the averaged model)"
+    ax.plot(history["step"], history["val_loss"], label=val_label, color="tab:orange", marker="o", markersize=3)
     best = int(np.argmin(history["val_loss"]))
     ax.scatter([history["step"][best]], [history["val_loss"][best]], color="black", zorder=3,
                label=f"best val {history['val_loss'][best]:.3f}")
