@@ -106,6 +106,10 @@ TRAIN = [
     (["--hidden", "8,-2"], 2, "need one or more positive layer sizes"),
     (["--hidden", "1000000000"], 1, "above the limit 100,000,000"),
     (["--hidden", ",".join(["4"] * 17)], 1, "17 layers, above the limit 16"),
+    (["--members", "0"], 2, "--members"),
+    (["--members", "17"], 2, "--members"),
+    (["--hidden", "500000", "--members", "16"], 1, "above the limit 100,000,000"),  # 7M each
+    (["--precision", "fp16"], 2, "--precision"),
     (["--min-len", "0"], 2, "--min-len"),
     (["--max-len", "-1"], 2, "--max-len"),
     (["--seed", "-1"], (1, 2), "seed"),  # 1 from the split's own check; 2 once --seed is an IntRange

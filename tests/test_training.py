@@ -213,10 +213,3 @@ def test_bf16_training_reaches_the_loss_fp32_does(tmp_path):
               for p in ("fp32", "bf16")}
     assert losses["bf16"] != losses["fp32"]  # the forward pass really ran in bf16 ...
     assert abs(losses["bf16"] - losses["fp32"]) < 0.05  # ... and learned as much
-
-
-def test_members_and_precision_are_checked_on_the_command_line():
-    for args, message in ((["--members", "0"], "--members"), (["--members", "17"], "--members"),
-                          (["--precision", "fp16"], "--precision")):
-        result = CliRunner().invoke(tool_main, ["train", "--data", str(TINY_NAMES), *args])
-        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
