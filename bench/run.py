@@ -12,8 +12,11 @@ run). Needs the train extra: it trains the models it compares against.
 from __future__ import annotations
 
 import argparse
+import compileall
+import contextlib
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -85,19 +88,49 @@ def cold_start(ckpt: Path, repeats: int) -> str:
         "one-name PyTorch sampler, same model": [sys.executable, str(ROOT / "bench" / "torch_one_name.py"),
                                                  str(ckpt)],
     }
-    samples = {label: [] for label in commands}
-    for _ in range(repeats):  # interleaved, so drift on a shared machine hits every row alike
-        for label, args in commands.items():
-            samples[label].append(run_process(args))
-    base = statistics.median(s for s, _ in samples["`python -c 'import onnxruntime, numpy'`"])
+    base_label, generate_label = "`python -c 'import onnxruntime, numpy'`", "`nametool-run generate -n 1`"
+    samples = interleaved(commands, repeats)
+    with byte_compiled([ROOT / "runtime", ROOT / "models"]):  # as `pip install` leaves an installed package
+        compiled = interleaved({base_label: commands[base_label], generate_label: commands[generate_label]},
+                               repeats)
+    base = statistics.median(s for s, _ in samples[base_label])
     torch_s = statistics.median(s for s, _ in samples["`python -c 'import torch'`"])
     rows = []
-    for label, runs in samples.items():
+    for label, runs, own_base in [*((label, runs, base) for label, runs in samples.items()),
+                                  (generate_label + ", nametool byte-compiled", compiled[generate_label],
+                                   statistics.median(s for s, _ in compiled[base_label]))]:
         seconds = statistics.median(s for s, _ in runs)
         rss = statistics.median(m for _, m in runs)
-        rows.append([label, f"{seconds * 1000:.0f}", f"{seconds / base:.2f}", f"{seconds / torch_s:.2f}",
+        rows.append([label, f"{seconds * 1000:.0f}", f"{seconds / own_base:.2f}", f"{seconds / torch_s:.2f}",
                      f"{rss:.0f}"])
     return table(["process", "wall ms", "× import onnxruntime, numpy", "× import torch", "peak RSS MB"], rows)
+
+
+def interleaved(commands: dict[str, list[str]], repeats: int) -> dict[str, list[tuple[float, float]]]:
+    """(seconds, peak RSS MB) of each command, ``repeats`` times, in turns: drift hits every row alike."""
+    samples = {label: [] for label in commands}
+    for _ in range(repeats):
+        for label, args in commands.items():
+            samples[label].append(run_process(args))
+    return samples
+
+
+@contextlib.contextmanager
+def byte_compiled(folders: list[Path]):
+    """Our modules with their bytecode cached, for the length of the block.
+
+    Where ``PYTHONDONTWRITEBYTECODE`` is set (as in this workplace), an editable
+    install compiles nametool from source on every start, which an installed
+    package (``pip install`` byte-compiles it) never does.
+    """
+    fresh = [folder / "__pycache__" for folder in folders if not (folder / "__pycache__").exists()]
+    for folder in folders:
+        compileall.compile_dir(folder, quiet=1, maxlevels=0)
+    try:
+        yield
+    finally:
+        for cache in fresh:
+            shutil.rmtree(cache, ignore_errors=True)
 
 
 # -- generation throughput -------------------------------------------------------------------------
