@@ -165,7 +165,8 @@ def _sample_chunk(logits_fn: LogitsFn, meta: ModelMeta, p: Plan, uniforms: np.nd
         forbid = end if pos < p.min_len else None
         if step < share_steps:
             logits, share = _shared_logits(logits_fn, context, key)
-            share_steps = share_steps if share else 0
+            if not share:
+                share_steps = 0
         else:
             logits = logits_fn(context)
         try:

@@ -15,8 +15,6 @@ from nametool.runtime.cli import main as run_main
 
 from .conftest import TINY_NAMES
 
-CLI_CHANGE = "needs the CLI change listed in docs/robustness.md"
-
 
 def refused(result, code: int | tuple[int, ...]) -> str:
     """An exit with ``code`` (or one of them), no uncaught exception, and the error as the last line."""
@@ -25,10 +23,6 @@ def refused(result, code: int | tuple[int, ...]) -> str:
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("Error: ") and "Traceback" not in result.output
     return last
-
-
-def cli_fix(*values, reason=CLI_CHANGE):
-    return pytest.param(*values)  # was xfail until the CLI change landed
 
 
 GENERATE = [
@@ -50,8 +44,8 @@ GENERATE = [
     (["--batch-size", "0"], 2, "--batch-size"),
     (["--threads", "0"], 2, "--threads"),
     (["--threads", "-2"], 2, "--threads"),
-    cli_fix(["--seed", "-1"], 2, "--seed"),
-    cli_fix(["--seed", str(2**64)], 2, "--seed"),
+    (["--seed", "-1"], 2, "--seed"),
+    (["--seed", str(2**64)], 2, "--seed"),
 ]
 
 
@@ -116,11 +110,11 @@ TRAIN = [
     (["--seed", str(2**64)], (1, 2), "seed"),
     (["--lr", "1e30"], 1, "not saved: the weights hold NaN or inf (training diverged; try a lower --lr"),
     (["--weight-decay", "1e30"], 1, "not saved: the weights hold NaN or inf"),
-    cli_fix(["--lr", "nan"], 2, "--lr"),
-    cli_fix(["--lr", "inf"], 2, "--lr"),
-    cli_fix(["--weight-decay", "inf"], 2, "--weight-decay"),
-    cli_fix(["--dropout", "nan"], 2, "--dropout"),
-    cli_fix(["--weight-decay", "nan"], 2, "--weight-decay"),
+    (["--lr", "nan"], 2, "--lr"),
+    (["--lr", "inf"], 2, "--lr"),
+    (["--weight-decay", "inf"], 2, "--weight-decay"),
+    (["--dropout", "nan"], 2, "--dropout"),
+    (["--weight-decay", "nan"], 2, "--weight-decay"),
 ]
 
 
@@ -137,7 +131,7 @@ def test_train_numeric_options_out_of_range(tmp_path, args, code, message):
 @pytest.mark.parametrize("command, code, message", [
     (["export", "m.onnx", "--opset", "17"], 2, "--opset"),
     (["eval", "MODEL", "--samples", "-1"], 2, "--samples"),
-    cli_fix(["eval", "MODEL", "--samples", "3", "--seed", "-1"], 2, "--seed"),
+    (["eval", "MODEL", "--samples", "3", "--seed", "-1"], 2, "--seed"),
 ])
 def test_export_and_eval_options_out_of_range(tiny_run, command, code, message):
     from nametool.train.cli import main as tool_main

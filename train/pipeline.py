@@ -58,8 +58,6 @@ def run_training(
         ),
         known_names=KnownNames.from_names(names.names),
     )
-    device = torch.device(train_config.device).type
-    train_config = replace(train_config, precision=resolve_precision(train_config.precision, device))
     torch.manual_seed(train_config.seed)  # the initial weights
     model = build_model(len(vocab), config, dropout=train_config.dropout)
     ckpt = Checkpoint(meta, model, splits, train_config, LoopState())
@@ -72,14 +70,14 @@ def resume_training(
     """Continue the run saved in ``path`` and write the result back to it."""
     ckpt = load_checkpoint(path)
     ckpt.model = build_model(len(ckpt.meta.vocab), ckpt.meta.model, dropout=ckpt.train_config.dropout)
-    device = torch.device(ckpt.train_config.device).type
-    ckpt.train_config = replace(ckpt.train_config,
-                                precision=resolve_precision(ckpt.train_config.precision, device))
     return _run(ckpt, path, progress, should_stop)
 
 
 def _run(ckpt: Checkpoint, out: Path, progress, should_stop) -> TrainResult:
     device = ckpt.train_config.device
+    # what "auto" means here, recorded in every save (a resumed run keeps what it started with)
+    precision = resolve_precision(ckpt.train_config.precision, torch.device(device).type)
+    ckpt.train_config = replace(ckpt.train_config, precision=precision)
     model = ckpt.model.to(device)
     vocab, context_size = ckpt.meta.vocab, ckpt.meta.model.context_size
     windows = {split: Windows.from_numpy(*build_windows(part, vocab, context_size), device=device)
