@@ -213,3 +213,20 @@ def test_bf16_training_reaches_the_loss_fp32_does(tmp_path):
               for p in ("fp32", "bf16")}
     assert losses["bf16"] != losses["fp32"]  # the forward pass really ran in bf16 ...
     assert abs(losses["bf16"] - losses["fp32"]) < 0.05  # ... and learned as much
+
+
+def test_members_and_precision_as_typed_reach_the_model_and_its_info(tmp_path):
+    from nametool.runtime.cli import main as run_main
+
+    out, onnx_path = tmp_path / "m.pt", tmp_path / "m.onnx"
+    trained = CliRunner().invoke(tool_main, ["train", "--data", str(TINY_NAMES), "--context-size", "3",
+                                             "--embed-dim", "4", "--hidden", "8", "--steps", "20",
+                                             "--members", "3", "--precision", "fp32", "--out", str(out)])
+    assert trained.exit_code == 0, trained.output
+    saved = load_checkpoint(out)
+    assert saved.meta.model.members == 3 and len(saved.model.members) == 3
+    assert saved.train_config.precision == "fp32"
+    exported = CliRunner().invoke(tool_main, ["export", str(onnx_path), "--checkpoint", str(out)])
+    assert exported.exit_code == 0, exported.output
+    info = CliRunner().invoke(run_main, ["info", str(onnx_path)])
+    assert "hidden 8, 3 members averaged;" in info.output
