@@ -84,6 +84,11 @@ model_option = click.option(
     "--model", "model_path", default=None, metavar="PATH|NAME",
     help="A nametool .onnx file, or a bundled model by name (see 'models'). Default: the bundled default.",
 )
+engine_option = click.option(
+    "--engine", type=click.Choice(["auto", "onnxruntime", "numpy"]), default="auto", show_default=True,
+    help="What runs the model: onnxruntime, or numpy alone (for devices without onnxruntime); "
+         "auto is onnxruntime where it is installed.",
+)
 MANY_NAMES = 2048  # from bench/run.py: below this, one onnxruntime thread starts faster and runs as fast
 threads_option = click.option("--threads", type=click.IntRange(min=1), default=None,
                               help="onnxruntime intra-op threads. Default: one per available core for "
@@ -100,17 +105,19 @@ def main() -> None:
 @model_option
 @sampling_options
 @threads_option
+@engine_option
 @user_errors
-def generate(model_path, threads, **options) -> None:
+def generate(model_path, threads, engine, **options) -> None:
     """Sample names, one per line."""
-    from nametool.runtime import generate as engine
+    from nametool.runtime.generate import generate as sample_names
+    from nametool.runtime.generate import make_rng
     from nametool.runtime.model import NameModel
 
     if threads is None and options["count"] < MANY_NAMES:
         threads = 1  # a second thread pays off only on large batches; starting it costs ~20 ms
-    model = NameModel.load(model_path, threads=threads)
+    model = NameModel.load(model_path, threads=threads, engine=engine)
     request, seed, fmt = request_from(options)
-    names = engine.generate(model.logits, model.meta, request, engine.make_rng(seed))
+    names = sample_names(model.logits, model.meta, request, make_rng(seed))
     write_names(names, fmt, model.score)
 
 
@@ -136,12 +143,13 @@ def write_names(names: list[str], fmt: str, score) -> None:
 @model_option
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Rows to show.")
 @click.option("--temperature", type=click.FloatRange(min=0), default=1.0, show_default=True)
+@engine_option
 @user_errors
-def predict(context, model_path, top, temperature) -> None:
+def predict(context, model_path, top, temperature, engine) -> None:
     """The next-character distribution after CONTEXT (empty: the first character)."""
     from nametool.runtime.model import NameModel
 
-    model = NameModel.load(model_path)
+    model = NameModel.load(model_path, engine=engine)
     dist = model.next_char_distribution(context, temperature=temperature)
     end = model.vocab.end_token
     lines = [f"next after {context!r}:"]
@@ -155,8 +163,9 @@ def predict(context, model_path, top, temperature) -> None:
 @click.argument("names", nargs=-1, callback=utf8_argument)
 @model_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@engine_option
 @user_errors
-def score(names, model_path, fmt) -> None:
+def score(names, model_path, fmt, engine) -> None:
     """Log-likelihood, per-character probabilities and perplexity of NAMES (or stdin lines)."""
     from nametool.runtime.model import NameModel
 
@@ -169,7 +178,7 @@ def score(names, model_path, fmt) -> None:
         names = tuple(line for line in text.splitlines() if line.strip())
     if not names:
         raise click.UsageError("give names as arguments or one per line on stdin")
-    model = NameModel.load(model_path)
+    model = NameModel.load(model_path, engine=engine)
     scores = model.score(list(names))
     if fmt == "json":
         rows = [{"name": s.name, "log_likelihood": round(s.log_likelihood, 6),
@@ -188,13 +197,14 @@ def score(names, model_path, fmt) -> None:
 @main.command()
 @click.argument("model_path", required=False, metavar="[MODEL]")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@engine_option
 @user_errors
-def info(model_path, as_json) -> None:
+def info(model_path, as_json, engine) -> None:
     """Summarise MODEL (default: the bundled one): vocabulary, sizes, losses, provenance."""
     from nametool.runtime.inspect import summary
     from nametool.runtime.model import NameModel
 
-    facts = summary(NameModel.load(model_path))
+    facts = summary(NameModel.load(model_path, engine=engine))
     if as_json:
         write_text(json.dumps(facts, ensure_ascii=False, indent=1) + "\n")
         return
@@ -211,6 +221,7 @@ def format_summary(f: dict) -> str:
     loss = "  ".join(f"{k} {p[k + '_loss']:.4f}" for k in ("train", "val", "test") if p[k + "_loss"] is not None)
     lines = [
         f"model        {f['path']} ({f['file_bytes'] / 1024:.1f} KiB, schema {f['schema_version']})",
+        f"engine       {f['engine']}",
         f"vocabulary   {v['size']}: {v['chars']} + end {v['end_token']!r}",
         f"network      context {m['context_size']}, embedding {m['embed_dim']}, hidden "
         f"{','.join(map(str, m['hidden']))}{_norm_and_members(m)}; {m['parameters']:,} parameters",
@@ -235,13 +246,15 @@ def format_summary(f: dict) -> str:
 
 @main.command()
 @click.argument("model_path", required=False, metavar="[MODEL]")
+@engine_option
 @user_errors
-def verify(model_path) -> None:
-    """Replay MODEL's built-in self-test: recompute its golden next-char distributions."""
+def verify(model_path, engine) -> None:
+    """Check MODEL is the file export wrote (digests of weights, graph and metadata) and that this
+    device computes its golden next-char distributions as the exporting one did."""
     from nametool.runtime.inspect import verify as run_verify
     from nametool.runtime.model import NameModel
 
-    model = NameModel.load(model_path)
+    model = NameModel.load(model_path, engine=engine)
     report = run_verify(model)
     if not report.ok:
         raise click.ClickException(f"{model.path}: verify failed: {report.message}")
@@ -250,8 +263,9 @@ def verify(model_path) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@engine_option
 @user_errors
-def models(as_json) -> None:
+def models(as_json, engine) -> None:
     """The bundled models: size, parameters, test loss and generation speed (measured now, one thread)."""
     import time
 
@@ -259,7 +273,7 @@ def models(as_json) -> None:
 
     rows = []
     for name, path in bundled_models().items():
-        model = NameModel.load(path, threads=1)
+        model = NameModel.load(path, threads=1, engine=engine)
         model.generate(200, seed=0)  # warm-up
         start = time.perf_counter()
         model.generate(4000, seed=0, batch_size=4096)

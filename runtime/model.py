@@ -11,12 +11,13 @@ import numpy as np
 
 from nametool.runtime import generate as engine
 from nametool.runtime.errors import ModelFileError, RequestError
-from nametool.runtime.inspect import nonfinite_weights
+from nametool.runtime.onnxfile import nonfinite_weights, read_onnx
 from nametool.runtime.sampling import next_char_probs
 from nametool.runtime.schema import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, UNPRINTABLE, ModelMeta
 from nametool.runtime.text import normalise
 
 DEFAULT_MODEL = "default.onnx"
+ENGINES = ("auto", "onnxruntime", "numpy")
 PROBE_ROWS = 256  # contexts run once on load: enough to use every id of any but a huge vocabulary
 
 
@@ -67,24 +68,92 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _session(data: bytes, path: Path, threads: int | None):
-    """An onnxruntime session on the file's bytes: the graph cannot make us read other files.
+def onnxruntime_installed() -> bool:
+    import importlib.util
 
-    Settings from bench/run.py on a 2-core CPU: one intra-op thread per available core
-    (batched generation nearly doubles on 2 cores, batch 1 is unchanged); graph optimisation
-    level and memory arena left at onnxruntime's defaults (switching either made no difference).
-    """
-    import onnxruntime as ort
+    return importlib.util.find_spec("onnxruntime") is not None
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = available_cores() if threads is None else threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 4  # fatal only: a bad file is reported by us, once
-    try:
-        # no fallback: on failure onnxruntime would print an "EP Error" banner to stdout and retry
-        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"], enable_fallback=0)
-    except Exception as exc:  # onnxruntime raises several unrelated types for bad files
-        raise ModelFileError(f"{path}: not a loadable ONNX model ({_first_line(exc)})") from None
+
+def choose_engine(engine: str) -> str:
+    """``auto`` is onnxruntime where it is installed, else numpy."""
+    if engine not in ENGINES:
+        raise RequestError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+    if engine == "auto":
+        return "onnxruntime" if onnxruntime_installed() else "numpy"
+    if engine == "onnxruntime" and not onnxruntime_installed():
+        raise RequestError("--engine onnxruntime: onnxruntime is not installed here "
+                           "(pip install onnxruntime, where a wheel exists; or --engine numpy)")
+    return engine
+
+
+class OnnxruntimeBackend:
+    """An onnxruntime session on the file's bytes: the graph cannot make us read other files."""
+
+    name = "onnxruntime"
+
+    def __init__(self, session):
+        self._session = session
+
+    @classmethod
+    def open(cls, data: bytes, path: Path, threads: int | None) -> OnnxruntimeBackend:
+        """Settings from bench/run.py on a 2-core CPU: one intra-op thread per available core
+        (batched generation nearly doubles on 2 cores, batch 1 is unchanged); graph optimisation
+        level and memory arena left at onnxruntime's defaults (switching either made no difference).
+        """
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = available_cores() if threads is None else threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 4  # fatal only: a bad file is reported by us, once
+        try:
+            # no fallback: on failure onnxruntime would print an "EP Error" banner to stdout and retry
+            session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"], enable_fallback=0)
+        except Exception as exc:  # onnxruntime raises several unrelated types for bad files
+            raise ModelFileError(f"{path}: not a loadable ONNX model ({_first_line(exc)})") from None
+        return cls(session)
+
+    def run(self, contexts: np.ndarray) -> np.ndarray:
+        return self._session.run([OUTPUT_NAME], {INPUT_NAME: contexts})[0]
+
+    def metadata(self, path: Path) -> dict[str, str]:
+        try:
+            return self._session.get_modelmeta().custom_metadata_map
+        except Exception as exc:  # e.g. metadata bytes that are not UTF-8
+            raise ModelFileError(f"{path}: unreadable metadata ({_first_line(exc)})") from None
+
+    def signature(self, path: Path) -> tuple[list, list]:
+        try:  # onnxruntime decodes names and symbolic dims as UTF-8 only when asked
+            inputs = [_Arg(i.name, i.type, list(i.shape)) for i in self._session.get_inputs()]
+            outputs = [_Arg(o.name, o.type, list(o.shape)) for o in self._session.get_outputs()]
+        except Exception as exc:
+            raise ModelFileError(f"{path}: unreadable graph inputs or outputs ({_first_line(exc)})") from None
+        return inputs, outputs
+
+
+class NumpyBackend:
+    """The graph read by our own protobuf reader and evaluated with numpy (``numpy_engine``)."""
+
+    name = "numpy"
+
+    def __init__(self, data: bytes, path: Path):
+        from nametool.runtime.numpy_engine import NumpyGraph
+
+        try:
+            self._file = read_onnx(data)
+            self._graph = NumpyGraph(self._file)
+        except ModelFileError as exc:
+            raise ModelFileError(f"{path}: {exc}") from None
+
+    def run(self, contexts: np.ndarray) -> np.ndarray:
+        return self._graph.run(contexts)
+
+    def metadata(self, path: Path) -> dict[str, str]:
+        return self._file.metadata
+
+    def signature(self, path: Path) -> tuple[list, list]:
+        return ([_Arg(i.name, i.type, list(i.shape)) for i in self._file.inputs],
+                [_Arg(o.name, o.type, list(o.shape)) for o in self._file.outputs])
 
 
 def _first_line(exc: Exception) -> str:
@@ -92,11 +161,7 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def _read_meta(session, path: Path) -> ModelMeta:
-    try:
-        metadata = session.get_modelmeta().custom_metadata_map
-    except Exception as exc:  # e.g. metadata bytes that are not UTF-8
-        raise ModelFileError(f"{path}: unreadable metadata ({_first_line(exc)})") from None
+def _read_meta(metadata: dict[str, str], path: Path) -> ModelMeta:
     if METADATA_KEY not in metadata:
         raise ModelFileError(f"{path}: an ONNX file without nametool metadata (key {METADATA_KEY!r})")
     try:
@@ -106,25 +171,37 @@ def _read_meta(session, path: Path) -> ModelMeta:
 
 
 class NameModel:
-    """A character-level name model backed by onnxruntime. Build with :meth:`load`."""
+    """A character-level name model run by onnxruntime or numpy. Build with :meth:`load`."""
 
-    def __init__(self, session, meta: ModelMeta, path: Path):
-        self._session = session
+    def __init__(self, backend, meta: ModelMeta, path: Path, data: bytes | None = None):
+        self._backend = backend
         self.meta = meta
         self.path = path
+        self.data = data  # the file's bytes, for verify's digests
         self.vocab = meta.vocab
         self.context_size = meta.model.context_size
 
+    @property
+    def engine(self) -> str:
+        """What computes the logits: ``onnxruntime`` or ``numpy``."""
+        return self._backend.name
+
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, *, threads: int | None = None) -> NameModel:
-        """Open a model file, or a bundled model by name (default: ``default``), and check it is one of ours."""
+    def load(cls, path: str | os.PathLike | None = None, *, threads: int | None = None,
+             engine: str = "auto") -> NameModel:
+        """Open a model file, or a bundled model by name (default: ``default``), and check it is one of ours.
+
+        ``engine``: ``onnxruntime``, ``numpy`` (no onnxruntime needed), or ``auto`` (onnxruntime
+        where it is installed). ``threads`` sets onnxruntime's intra-op threads.
+        """
+        engine = choose_engine(engine)
         path = resolve_model(path)
         if not path.is_file():
             raise ModelFileError(f"{path}: is not a file")
         data = _read(path)
-        session = _session(data, path, threads)
-        meta = _read_meta(session, path)
-        _check_graph(session, meta, path)
+        backend = OnnxruntimeBackend.open(data, path, threads) if engine == "onnxruntime" else NumpyBackend(data, path)
+        meta = _read_meta(backend.metadata(path), path)
+        _check_graph(*backend.signature(path), meta, path)
         _check_printable(meta, path)
         try:
             bad = nonfinite_weights(data)
@@ -132,7 +209,7 @@ class NameModel:
             raise ModelFileError(f"{path}: {exc}") from None
         if bad:
             raise ModelFileError(f"{path}: {bad}; refusing to sample from it")
-        model = cls(session, meta, path)
+        model = cls(backend, meta, path, data)
         model._probe()
         return model
 
@@ -143,7 +220,7 @@ class NameModel:
         """
         contexts = np.ascontiguousarray(contexts, dtype=np.int64)
         try:
-            out = self._session.run([OUTPUT_NAME], {INPUT_NAME: contexts})[0]
+            out = self._backend.run(contexts)
         except Exception as exc:  # onnxruntime's own types: a damaged graph can load, then fail here
             raise ModelFileError(f"{self.path}: the model failed to run ({_first_line(exc)})") from None
         if out.shape != (len(contexts), len(self.vocab)):  # the sampler indexes by these
@@ -226,13 +303,8 @@ class _Arg:
     shape: list
 
 
-def _check_graph(session, meta: ModelMeta, path: Path) -> None:
+def _check_graph(inputs: list[_Arg], outputs: list[_Arg], meta: ModelMeta, path: Path) -> None:
     """The metadata must describe this graph: names, dtypes and widths agree."""
-    try:  # onnxruntime decodes names and symbolic dims as UTF-8 only when asked
-        inputs = [_Arg(i.name, i.type, list(i.shape)) for i in session.get_inputs()]
-        outputs = [_Arg(o.name, o.type, list(o.shape)) for o in session.get_outputs()]
-    except Exception as exc:
-        raise ModelFileError(f"{path}: unreadable graph inputs or outputs ({_first_line(exc)})") from None
     if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
         raise ModelFileError(
             f"{path}: graph has inputs {[i.name for i in inputs]} and outputs "

@@ -8,6 +8,7 @@ vocabulary size is ``len(vocab)``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import types
@@ -208,6 +209,19 @@ class Quantization:
 
 
 @dataclass(frozen=True)
+class Integrity:
+    """SHA-256 digests taken at export, which ``nametool-run verify`` recomputes from the file.
+
+    A check against accidents (a bad copy, an edit, a bit flip), not a signature:
+    whoever can edit the file can recompute them.
+    """
+
+    tensors: dict[str, str]  # each top-level initializer's stored bytes, by name
+    graph: str  # everything else outside the metadata: nodes, inputs, outputs, opsets
+    metadata: dict[str, str]  # each metadata section but this one, as canonical JSON
+
+
+@dataclass(frozen=True)
 class ModelMeta:
     """The whole payload stored under ``METADATA_KEY``."""
 
@@ -218,6 +232,7 @@ class ModelMeta:
     known_names: KnownNames | None = None  # what --novel checks against: every name of the dataset
     golden: Golden | None = None  # set by export
     quantization: Quantization | None = None  # set by export --quantize
+    integrity: Integrity | None = None  # set by export, last
     schema_version: int = field(default=SCHEMA_VERSION)
 
     def to_json(self) -> str:
@@ -248,6 +263,7 @@ class ModelMeta:
                 known_names=_optional(KnownNames, payload, "known_names"),
                 golden=_optional(Golden, payload, "golden", tuples=("contexts",), nested=("probs",)),
                 quantization=_optional(Quantization, payload, "quantization"),
+                integrity=_optional(Integrity, payload, "integrity"),
                 schema_version=version,
             )
         except TypeError as exc:
@@ -255,6 +271,14 @@ class ModelMeta:
 
     def with_provenance(self, **changes: Any) -> ModelMeta:
         return replace(self, provenance=replace(self.provenance, **changes))
+
+
+def metadata_digests(text: str) -> dict[str, str]:
+    """SHA-256 of each section of a metadata JSON value but ``integrity``, each as canonical JSON."""
+    payload = json.loads(text)
+    return {key: hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False,
+                                           separators=(",", ":")).encode()).hexdigest()
+            for key, value in payload.items() if key != "integrity"}
 
 
 def _optional(cls, payload: dict, key: str, **how):
@@ -305,6 +329,9 @@ def _conforms(value, hint) -> bool:
     if typing.get_origin(hint) is tuple:
         item = typing.get_args(hint)[0]
         return isinstance(value, tuple) and all(_conforms(v, item) for v in value)
+    if typing.get_origin(hint) is dict:
+        key, item = typing.get_args(hint)
+        return isinstance(value, dict) and all(_conforms(k, key) and _conforms(v, item) for k, v in value.items())
     if hint is float:  # JSON writes 1.0 as 1
         return _is_int(value) or isinstance(value, float)
     if hint is int:
@@ -322,6 +349,8 @@ def _describe(hint, plural: bool = False) -> str:
         return " or ".join(_describe(h, plural) for h in typing.get_args(hint))
     if typing.get_origin(hint) is tuple:
         return ("lists of " if plural else "a list of ") + _describe(typing.get_args(hint)[0], plural=True)
+    if typing.get_origin(hint) is dict:
+        return ("objects of " if plural else "an object of ") + _describe(typing.get_args(hint)[1], plural=True)
     words = {str: ("a string", "strings"), int: ("an integer", "integers"), float: ("a number", "numbers"),
              type(None): ("null", "nulls")}
     return words.get(hint, (hint.__name__, hint.__name__))[plural]

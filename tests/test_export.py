@@ -38,7 +38,10 @@ def test_metadata_carries_the_schema_with_export_provenance(tiny_run):
     prov = meta.provenance
     assert prov.onnx_version == onnx.__version__ and prov.exported and prov.torch_version
     assert prov.dataset == "tiny_names.txt" and prov.data_notice is None
-    assert meta.golden is not None and len(meta.golden.contexts) == 8 and meta.golden.contexts[0] == ""
+    size, chars = meta.model.context_size, meta.vocab.chars
+    assert meta.golden is not None and len(meta.golden.contexts) == 8 + len(chars) and meta.golden.contexts[0] == ""
+    full = [c for c in meta.golden.contexts if len(c) == size]
+    assert all({c[i] for c in full} == set(chars) for i in range(size))  # every character at every position
     assert meta.quantization is None
 
 
@@ -115,31 +118,88 @@ def test_info_human_and_json(tiny_run):
                    if t.data_type == onnx.TensorProto.FLOAT)
     assert facts["model"]["parameters"] == config.parameter_count(facts["vocab"]["size"]) == expected
     assert facts["file_bytes"] == onnx_path.stat().st_size
-    assert facts["provenance"]["steps"] == 300 and facts["golden_contexts"] == 8
+    assert facts["provenance"]["steps"] == 300 and facts["golden_contexts"] == 8 + facts["vocab"]["size"] - 1
 
 
-def test_verify_passes_a_good_file_and_fails_a_tampered_one(tiny_run, tmp_path):
+def test_verify_reports_digests_and_golden_rows(tiny_run):
     _, onnx_path = tiny_run
-    runner = CliRunner()
-    good = runner.invoke(run_main, ["verify", str(onnx_path)])
-    assert good.exit_code == 0 and "ok (8 golden contexts" in good.output
+    good = CliRunner().invoke(run_main, ["verify", str(onnx_path)])
+    assert good.exit_code == 0, good.output
+    assert "digests of 8 weights, the graph and 8 metadata sections match; 33 golden contexts" in good.output
 
-    def nudge_a_weight(proto):
-        tensor = max(proto.graph.initializer, key=lambda t: int(np.prod(t.dims)))
-        values = onnx.numpy_helper.to_array(tensor).copy()
-        values.flat[0] += 0.5
-        tensor.CopyFrom(onnx.numpy_helper.from_array(values, tensor.name))
 
-    tampered = rewrite(onnx_path, tmp_path / "tampered.onnx", proto_edit=nudge_a_weight)
-    bad = runner.invoke(run_main, ["verify", str(tampered)])
-    assert bad.exit_code == 1 and "verify failed" in bad.output and "exceeds tolerance" in bad.output
+def zero_embedding_row(char):
+    def edit(proto):
+        meta = json.loads(next(p.value for p in proto.metadata_props if p.key == METADATA_KEY))
+        row = 1 + meta["vocab"]["chars"].index(char)
+        for tensor in proto.graph.initializer:
+            if tensor.name.endswith("embed.weight"):
+                values = onnx.numpy_helper.to_array(tensor).copy()
+                values[row] = 0
+                tensor.CopyFrom(onnx.numpy_helper.from_array(values, tensor.name))
+    return edit
 
-    def swap_letters(data):
+
+def flip_one_bit(proto):
+    tensor = max(proto.graph.initializer, key=lambda t: len(t.raw_data))
+    raw = bytearray(tensor.raw_data)
+    raw[len(raw) // 2] ^= 0x01  # the lowest mantissa bit of one weight
+    tensor.raw_data = bytes(raw)
+
+
+def swap_letters(first, second):
+    def edit(data):
         chars = data["vocab"]["chars"]
-        chars[0], chars[1] = chars[1], chars[0]
+        i, j = chars.index(first), chars.index(second)
+        chars[i], chars[j] = chars[j], chars[i]
+    return edit
 
-    relabelled = rewrite(onnx_path, tmp_path / "relabelled.onnx", payload=swap_letters)
-    assert runner.invoke(run_main, ["verify", str(relabelled)]).exit_code == 1
+
+TAMPERING = {
+    "zero the embedding row of z": ({"proto_edit": zero_embedding_row("z")}, "weight 'members.0.embed.weight'"),
+    "flip one bit of one weight": ({"proto_edit": flip_one_bit}, "differs from export"),
+    "swap q and x in the vocabulary": ({"payload": swap_letters("q", "x")}, "metadata section 'vocab'"),
+    "edit the default temperature": ({"payload": lambda d: d["sampling"].update(temperature=0.8)},
+                                     "metadata section 'sampling'"),
+}
+
+
+@pytest.mark.parametrize("name", ["default", "default-int8", "lecture"])
+@pytest.mark.parametrize("engine", ["onnxruntime", "numpy"])
+def test_the_bundled_models_verify_with_either_engine(name, engine):
+    result = CliRunner().invoke(run_main, ["verify", name, "--engine", engine])
+    assert result.exit_code == 0, result.output
+    assert f"on {engine}, max |dp|" in result.output
+
+
+@pytest.mark.parametrize("case", TAMPERING)
+def test_every_change_after_export_fails_verify_and_says_what(case, tmp_path):
+    from nametool.runtime.model import bundled_model_path
+
+    edit, expected = TAMPERING[case]
+    src = bundled_model_path()
+    tampered = rewrite(src, tmp_path / "tampered.onnx", **edit)
+    result = CliRunner().invoke(run_main, ["verify", str(tampered)])
+    assert result.exit_code == 1, result.output
+    assert "verify failed: changed since export: " in result.output and expected in result.output
+    assert result.output.count("\n") == 1
+
+
+def test_a_weight_edit_that_keeps_the_digests_still_fails_the_golden_rows(tmp_path):
+    """The second line of defence: a weight changed and its digest recomputed, as an editor might."""
+    from nametool.runtime.model import bundled_model_path
+    from nametool.runtime.onnxfile import weight_digests
+
+    def edit_and_redigest(proto):
+        zero_embedding_row("z")(proto)
+        entry = next(p for p in proto.metadata_props if p.key == METADATA_KEY)
+        data = json.loads(entry.value)
+        data["integrity"]["tensors"], data["integrity"]["graph"] = weight_digests(proto.SerializeToString())
+        entry.value = json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+    tampered = rewrite(bundled_model_path(), tmp_path / "t.onnx", proto_edit=edit_and_redigest)
+    result = CliRunner().invoke(run_main, ["verify", str(tampered)])
+    assert result.exit_code == 1 and "exceeds tolerance" in result.output, result.output
 
 
 def test_int8_stays_within_documented_drift(tiny_run, tmp_path):
@@ -147,12 +207,26 @@ def test_int8_stays_within_documented_drift(tiny_run, tmp_path):
     out = tmp_path / "int8.onnx"
     report = export_onnx(result.checkpoint, out, quantize="int8")
     q = NameModel.load(out).meta.quantization
-    assert q == report.quantization and q.scheme == "int8-dynamic"
+    assert q == report.quantization and q.scheme == "int8-weights"
     assert q.mean_kl <= quantize.MAX_MEAN_KL and q.val_loss - q.val_loss_fp32 <= quantize.MAX_VAL_LOSS_INCREASE
     assert q.mean_kl > 0  # really quantized ...
     assert parity(result.checkpoint, NameModel.load(out), validation_contexts(result.checkpoint)) > 1e-5
     assert report.size_bytes < report.fp32_size_bytes
+    int8 = {t.name: t.data_type for t in onnx.load(str(out)).graph.initializer}
+    assert sum(1 for t in int8.values() if t == onnx.TensorProto.INT8) == 3  # the three hidden and output weights
     assert CliRunner().invoke(run_main, ["verify", str(out)]).exit_code == 0
+
+
+def test_int8_weights_round_trip_within_half_a_step():
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(6, 40)).astype(np.float32)
+    weights[2] = 0  # a dead channel keeps a usable scale
+    for axis in (0, 1):
+        q, scale = quantize.quantize_weights(weights, axis)
+        shape = (-1, 1) if axis == 0 else (1, -1)
+        back = q.astype(np.float32) * scale.reshape(shape)
+        assert q.dtype == np.int8 and np.abs(q).max() == quantize.INT8_MAX
+        assert np.all(np.abs(back - weights) <= scale.reshape(shape) / 2 + 1e-7)
 
 
 def test_int8_beyond_the_bounds_is_refused_and_writes_nothing(tiny_run, tmp_path, monkeypatch):

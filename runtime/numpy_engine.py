@@ -1,0 +1,194 @@
+"""Run a nametool ``.onnx`` graph with numpy alone: for devices onnxruntime has no wheel for.
+
+Only the operators nametool's exports use are implemented, with ONNX's semantics
+for the attributes those exports set; any other operator is refused on load in one
+line naming it. Nodes whose inputs are all weights (an int8 file's
+DequantizeLinear) are computed once on load.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nametool.runtime.errors import ModelFileError
+from nametool.runtime.onnxfile import OnnxFile
+
+ONNX_DOMAINS = ("", "ai.onnx")
+CAST_TYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 11: np.float64}
+
+
+def _axes(node_inputs, attrs, values, index: int):
+    """Axes given as an input (opset 13+ for Unsqueeze, 18+ for reductions) or an attribute."""
+    if len(node_inputs) > index and node_inputs[index]:
+        return tuple(int(a) for a in values[index].reshape(-1))
+    axes = attrs.get("axes")
+    return None if axes is None else tuple(int(a) for a in axes)
+
+
+def _gather(attrs, data, indices):
+    axis = attrs.get("axis", 0)
+    size = data.shape[axis]
+    if indices.size and (indices.min() < -size or indices.max() >= size):
+        raise ModelFileError(f"Gather index out of range for an axis of {size}")
+    return np.take(data, indices, axis=axis)
+
+
+def _reshape(attrs, data, shape):
+    shape = [int(s) for s in shape]
+    if not attrs.get("allowzero", 0):
+        shape = [data.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+    return data.reshape(shape)
+
+
+def _gemm(attrs, a, b, c=None):
+    a = a.T if attrs.get("transA", 0) else a
+    b = b.T if attrs.get("transB", 0) else b
+    out = a @ b
+    alpha, beta = attrs.get("alpha", 1.0), attrs.get("beta", 1.0)
+    if alpha != 1.0:
+        out = out * np.float32(alpha)
+    if c is not None:
+        out = out + (c if beta == 1.0 else c * np.float32(beta))
+    return out
+
+
+def _log_softmax(attrs, x):
+    axis = attrs.get("axis", -1)
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def _softmax(attrs, x):
+    axis = attrs.get("axis", -1)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _reduce_log_sum_exp(attrs, axes, x):
+    keep = bool(attrs.get("keepdims", 1))
+    if axes is None or not axes:
+        if attrs.get("noop_with_empty_axes", 0):
+            return x
+        axes = tuple(range(x.ndim))
+    top = x.max(axis=axes, keepdims=True)
+    out = np.log(np.exp(x - top).sum(axis=axes, keepdims=True)) + top
+    return out if keep else out.squeeze(axis=axes)
+
+
+def _layer_norm(attrs, x, scale, bias=None):
+    axis = attrs.get("axis", -1) % x.ndim
+    axes = tuple(range(axis, x.ndim))
+    mean = x.mean(axis=axes, keepdims=True)
+    centred = x - mean
+    var = (centred * centred).mean(axis=axes, keepdims=True)
+    out = centred / np.sqrt(var + np.float32(attrs.get("epsilon", 1e-5))) * scale
+    return out if bias is None else out + bias
+
+
+def _dequantize(attrs, x, scale, zero_point=None):
+    zero = np.zeros(scale.shape, np.int32) if zero_point is None else zero_point.astype(np.int32)
+    if scale.ndim == 1 and x.ndim > 1:  # per-axis: line the scales up with that axis
+        shape = [1] * x.ndim
+        shape[attrs.get("axis", 1)] = -1
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    return (x.astype(np.int32) - zero).astype(np.float32) * scale
+
+
+def _unsqueeze(attrs, axes, x):
+    out = x
+    for axis in sorted(a % (x.ndim + len(axes)) for a in axes):
+        out = np.expand_dims(out, axis)
+    return out
+
+
+def _squeeze(attrs, axes, x):
+    return np.squeeze(x) if axes is None else np.squeeze(x, axis=axes)
+
+
+# op type -> (function of (attributes, *inputs)), all in float32 as onnxruntime computes them
+OPS = {
+    "Gather": _gather,
+    "Reshape": _reshape,
+    "Gemm": _gemm,
+    "MatMul": lambda attrs, a, b: a @ b,
+    "Add": lambda attrs, a, b: a + b,
+    "Sub": lambda attrs, a, b: a - b,
+    "Mul": lambda attrs, a, b: a * b,
+    "Div": lambda attrs, a, b: a / b,
+    "Tanh": lambda attrs, x: np.tanh(x),
+    "Relu": lambda attrs, x: np.maximum(x, np.float32(0)),
+    "Identity": lambda attrs, x: x,
+    "LogSoftmax": _log_softmax,
+    "Softmax": _softmax,
+    "Concat": lambda attrs, *xs: np.concatenate(xs, axis=attrs.get("axis", 0)),
+    "LayerNormalization": _layer_norm,
+    "DequantizeLinear": _dequantize,
+    "Cast": lambda attrs, x: x.astype(CAST_TYPES[attrs["to"]]),
+    "Constant": lambda attrs: attrs["value"],
+}
+AXES_OPS = {"Unsqueeze": (_unsqueeze, 1), "Squeeze": (_squeeze, 1), "ReduceLogSumExp": (_reduce_log_sum_exp, 1)}
+
+
+class NumpyGraph:
+    """A nametool graph evaluated with numpy: ``run(contexts) -> logits``."""
+
+    def __init__(self, file: OnnxFile):
+        if len(file.inputs) != 1 or len(file.outputs) != 1:
+            raise ModelFileError(f"the numpy engine needs one graph input and one output, "
+                                 f"not {len(file.inputs)} and {len(file.outputs)}")
+        self.input, self.output = file.inputs[0].name, file.outputs[0].name
+        values = dict(file.initializers)
+        known = set(values) | {self.input, ""}
+        steps = []
+        for node in file.nodes:
+            _check_supported(node)
+            missing = [name for name in node.inputs if name not in known]
+            if missing:
+                raise ModelFileError(f"node {node.name or node.op_type!r} reads {missing[0]!r} before it is made")
+            if all(name in values or name == "" for name in node.inputs):  # weights only: fold now
+                for name, value in zip(node.outputs, self._apply(node, values)):
+                    values[name] = value
+            else:
+                steps.append(node)
+            known.update(node.outputs)
+        if self.output not in known:
+            raise ModelFileError(f"no node makes the graph output {self.output!r}")
+        self._constants, self._steps = values, tuple(steps)
+
+    def run(self, contexts: np.ndarray) -> np.ndarray:
+        values = dict(self._constants)
+        values[self.input] = contexts
+        for node in self._steps:
+            for name, value in zip(node.outputs, self._apply(node, values)):
+                values[name] = value
+        return values[self.output]
+
+    @staticmethod
+    def _apply(node, values) -> tuple[np.ndarray, ...]:
+        args = [values[name] if name else None for name in node.inputs]
+        while args and args[-1] is None:  # trailing optional inputs left out
+            args.pop()
+        try:
+            if node.op_type in AXES_OPS:
+                func, index = AXES_OPS[node.op_type]
+                axes = _axes(node.inputs, node.attributes, args, index)
+                out = func(node.attributes, axes, args[0])
+            else:
+                out = OPS[node.op_type](node.attributes, *args)
+        except ModelFileError as exc:
+            raise ModelFileError(f"{node.op_type} node {node.name!r}: {exc}") from None
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            raise ModelFileError(f"{node.op_type} node {node.name!r} failed in the numpy engine ({exc})") from None
+        return (np.asarray(out),)
+
+
+def _check_supported(node) -> None:
+    if node.domain not in ONNX_DOMAINS or (node.op_type not in OPS and node.op_type not in AXES_OPS):
+        where = f"{node.domain}." if node.domain not in ONNX_DOMAINS else ""
+        raise ModelFileError(
+            f"the numpy engine cannot run operator {where}{node.op_type} (node {node.name!r}); "
+            "it runs only what this nametool exports (re-export the model, or use --engine onnxruntime)"
+        )
+    if len(node.outputs) != 1:
+        raise ModelFileError(f"{node.op_type} node {node.name!r}: the numpy engine handles one output per node, "
+                             f"not {len(node.outputs)}")

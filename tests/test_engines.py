@@ -1,0 +1,117 @@
+"""Two engines, one file, the same names: numpy alone computes what onnxruntime computes.
+
+Also: names do not depend on --batch-size (fp32 and int8 alike), and the numpy
+engine refuses an operator it does not implement in one line.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nametool.runtime import ModelFileError, NameModel, RequestError
+from nametool.runtime.cli import main as run_main
+from nametool.runtime.sampling import next_char_probs
+
+BUNDLED = ["default", "default-int8", "lecture"]
+ENGINE_TOLERANCE = 1e-6  # max |dp| between the engines (measured: below 5e-7)
+
+
+def contexts_for(model: NameModel, count: int = 2000) -> np.ndarray:
+    """The start of a name, every id at every position, and random contexts."""
+    size, vocab = model.context_size, len(model.vocab)
+    rng = np.random.default_rng(1)
+    sweep = (np.arange(vocab)[:, None] + np.arange(size)[None, :]) % vocab
+    return np.vstack([np.zeros((1, size), dtype=np.int64), sweep, rng.integers(0, vocab, size=(count, size))])
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_numpy_matches_onnxruntime_on_the_bundled_models(name):
+    ort_model, np_model = NameModel.load(name, engine="onnxruntime"), NameModel.load(name, engine="numpy")
+    assert (ort_model.engine, np_model.engine) == ("onnxruntime", "numpy")
+    contexts = contexts_for(ort_model)
+    diff = np.abs(next_char_probs(ort_model.logits(contexts)) - next_char_probs(np_model.logits(contexts)))
+    assert diff.max() <= ENGINE_TOLERANCE
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_same_seed_same_names_with_either_engine_and_any_batch_size(name):
+    names = {}
+    for engine in ("onnxruntime", "numpy"):
+        model = NameModel.load(name, engine=engine)
+        for batch_size in (1, 7, 1024):
+            names[engine, batch_size] = model.generate(300, seed=3, batch_size=batch_size)
+    reference = names["onnxruntime", 1024]
+    assert len(set(reference)) > 250  # real, varied names
+    assert all(found == reference for found in names.values())
+
+
+def test_seeded_options_give_the_same_names_with_either_engine():
+    options = dict(seed=11, temperature=0.8, top_k=5, top_p=0.9, prefix="ra", unique=True, novel=True)
+    by_engine = [NameModel.load("default", engine=e).generate(200, **options) for e in ("onnxruntime", "numpy")]
+    assert by_engine[0] == by_engine[1] and all(n.startswith("ra") for n in by_engine[0])
+
+
+def test_the_cli_says_which_engine_runs():
+    runner = CliRunner()
+    for engine in ("numpy", "onnxruntime"):
+        info = runner.invoke(run_main, ["info", "lecture", "--engine", engine])
+        assert info.exit_code == 0 and f"engine       {engine}\n" in info.output
+        generated = runner.invoke(run_main, ["generate", "--model", "lecture", "--engine", engine, "--seed", "5"])
+        assert generated.exit_code == 0 and len(generated.output.split()) == 10
+    bad = runner.invoke(run_main, ["generate", "--engine", "tflite"])
+    assert bad.exit_code == 2 and "'tflite' is not one of" in bad.output
+
+
+def test_an_unknown_engine_is_a_request_error():
+    with pytest.raises(RequestError, match="engine 'gpu' is not one of auto, onnxruntime, numpy"):
+        NameModel.load("lecture", engine="gpu")
+
+
+@pytest.fixture(scope="module")
+def shaped_files(tmp_path_factory):
+    """Small models of the other shapes export can write: layer norm, two layers, three members; fp32 and int8."""
+    pytest.importorskip("torch")
+    from nametool.export.onnx_export import export_onnx
+    from nametool.runtime.schema import ModelConfig
+    from nametool.train.config import TrainConfig
+    from nametool.train.data import load_names
+    from nametool.train.pipeline import run_training
+
+    from .conftest import TINY_NAMES
+
+    folder = tmp_path_factory.mktemp("shapes")
+    result = run_training(load_names(TINY_NAMES),
+                          ModelConfig(context_size=4, embed_dim=6, hidden=(24, 16), norm="layer", members=3),
+                          TrainConfig(steps=60, batch_size=64, lr=1e-2, warmup=5, eval_every=60, seed=3),
+                          folder / "m.pt")
+    paths = {"fp32": folder / "fp32.onnx", "int8": folder / "int8.onnx"}
+    export_onnx(result.checkpoint, paths["fp32"])
+    export_onnx(result.checkpoint, paths["int8"], quantize="int8")
+    return paths
+
+
+@pytest.mark.parametrize("kind", ["fp32", "int8"])
+def test_numpy_runs_layer_norm_layers_and_members(shaped_files, kind):
+    ort_model = NameModel.load(shaped_files[kind], engine="onnxruntime")
+    np_model = NameModel.load(shaped_files[kind], engine="numpy")
+    contexts = contexts_for(ort_model, 500)
+    diff = np.abs(next_char_probs(ort_model.logits(contexts)) - next_char_probs(np_model.logits(contexts)))
+    assert diff.max() <= ENGINE_TOLERANCE
+    result = CliRunner().invoke(run_main, ["verify", str(shaped_files[kind]), "--engine", "numpy"])
+    assert result.exit_code == 0, result.output
+
+
+def test_an_operator_numpy_does_not_run_is_named_in_one_line(tiny_run, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    _, onnx_path = tiny_run
+    proto = onnx.load(str(onnx_path))
+    node = next(n for n in proto.graph.node if n.op_type == "Tanh")
+    node.op_type = "Erf"  # onnxruntime runs it; nametool never exports it
+    onnx.save(proto, str(tmp_path / "erf.onnx"))
+    NameModel.load(tmp_path / "erf.onnx", engine="onnxruntime")
+    with pytest.raises(ModelFileError, match="the numpy engine cannot run operator Erf"):
+        NameModel.load(tmp_path / "erf.onnx", engine="numpy")
+    result = CliRunner().invoke(run_main, ["generate", "--model", str(tmp_path / "erf.onnx"), "--engine", "numpy"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1 and "operator Erf" in result.output
