@@ -237,7 +237,7 @@ def format_summary(f: dict) -> str:
     ]
     q = f["quantization"]
     if q:
-        lines.append(f"quantized    {q['scheme']}: mean KL {q['mean_kl']:.4f} nats, val loss "
+        lines.append(f"quantized    {q['scheme']}: mean KL {q['mean_kl']:.5f} nats, val loss "
                      f"{q['val_loss_fp32']:.4f} -> {q['val_loss']:.4f}")
     if f["data_notice"]:
         lines.append(f"data notice  {len(f['data_notice']):,} characters of credits and licences (--json shows them)")

@@ -53,7 +53,7 @@ def verify(model: NameModel) -> VerifyReport:
     ok = bool(deviation <= golden.tolerance)  # NaN fails
     verdict = "within" if ok else "exceeds"
     digests = model.meta.integrity
-    message = (f"digests of {len(digests.tensors)} weights, the graph and {len(digests.metadata)} metadata "
+    message = (f"digests of {len(digests.tensors)} tensors, the graph and {len(digests.metadata)} metadata "
                f"sections match; {len(golden.contexts)} golden contexts on {model.engine}, "
                f"max |dp| = {deviation:.2e} {verdict} tolerance {golden.tolerance:.0e}")
     return VerifyReport(ok, len(golden.contexts), deviation, golden.tolerance, message)

@@ -125,7 +125,7 @@ def test_verify_reports_digests_and_golden_rows(tiny_run):
     _, onnx_path = tiny_run
     good = CliRunner().invoke(run_main, ["verify", str(onnx_path)])
     assert good.exit_code == 0, good.output
-    assert "digests of 8 weights, the graph and 8 metadata sections match; 33 golden contexts" in good.output
+    assert "digests of 8 tensors, the graph and 8 metadata sections match; 33 golden contexts" in good.output
 
 
 def zero_embedding_row(char):

@@ -1,0 +1,74 @@
+"""The bundled files on an x86 CPU with AVX2 only (no AVX-512, VNNI or AMX), emulated by qemu.
+
+onnxruntime and OpenBLAS choose their kernels from the CPU's features, so this runs
+other code than the machine the files were exported on: the integer kernels that made
+the old int8 file fail verify there (max |dp| 7.26e-4) among them. ``.ci/run`` installs
+Debian's qemu-user-static; without it these tests are skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from nametool.runtime import NameModel
+
+QEMU = shutil.which("qemu-x86_64-static") or shutil.which("qemu-x86_64")
+CPU = "Haswell"  # AVX2 and FMA; no AVX-512, no VNNI, no AMX
+NAMES = {"default": 0, "default-int8": 20, "lecture": 100}  # emulated AVX2 runs the default at ~5 names/s
+CHECK = """
+import json, sys
+NAMES = json.loads(sys.argv[2])
+from nametool.runtime.inspect import verify
+from nametool.runtime.model import NameModel
+out = {}
+for name in ("default", "default-int8", "lecture"):
+    model = NameModel.load(name, engine=sys.argv[1], threads=1)
+    report = verify(model)
+    out[name] = [report.ok, report.max_deviation, model.generate(NAMES[name], seed=7)]
+print(json.dumps(out))
+"""
+
+pytestmark = [
+    pytest.mark.skipif(QEMU is None, reason="qemu-user-static is not installed (apt-get install qemu-user-static)"),
+    pytest.mark.skipif(os.uname().machine != "x86_64", reason="emulates an x86_64 CPU with this Python"),
+]
+
+
+def emulated(engine: str, cpu: str = CPU) -> dict:
+    result = subprocess.run([QEMU, "-cpu", cpu, os.path.realpath(sys.executable), "-c", CHECK, engine, json.dumps(NAMES)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
+CPU_FEATURES = """
+import json
+try:
+    from numpy._core._multiarray_umath import __cpu_features__
+except ImportError:  # numpy 1.x
+    from numpy.core._multiarray_umath import __cpu_features__
+print(json.dumps(__cpu_features__))
+"""
+
+
+def test_the_emulated_cpu_really_lacks_avx512():
+    """What CPUID tells numpy under emulation: the kernels it and onnxruntime may pick."""
+    out = subprocess.run([QEMU, "-cpu", CPU, os.path.realpath(sys.executable), "-c", CPU_FEATURES],
+                         capture_output=True, text=True, timeout=120)
+    features = json.loads(out.stdout)
+    assert features["AVX2"] and features["FMA3"]
+    assert not any(on for name, on in features.items() if name.startswith("AVX512"))
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "numpy"])
+def test_bundled_files_verify_and_give_the_same_names_on_avx2_only(engine):
+    found = emulated(engine)
+    for name, (ok, deviation, names) in found.items():
+        assert ok, f"{name}: verify failed on AVX2 only (max |dp| {deviation:.2e})"
+        assert names == NameModel.load(name, engine="onnxruntime").generate(NAMES[name], seed=7), name
