@@ -257,7 +257,8 @@ def model_files(repeats: int) -> str:
                      f"{model.meta.model.parameter_count(len(model.vocab)):,}",
                      f"{model.meta.provenance.test_loss:.4f}", *speeds])
     return table(["bundled model", "weights", "file KiB", "parameters", "test loss",
-                  "names/s, onnxruntime (1 thread, batch 4096)", "names/s, numpy engine"], rows)
+                  "names/s, onnxruntime (1 thread, batch 4096)",
+                  "names/s, numpy engine (OpenBLAS's own thread count)"], rows)
 
 
 def session_options(onnx_path: Path, repeats: int) -> str:

@@ -30,7 +30,7 @@ def _gather(attrs, data, indices):
     size = data.shape[axis]
     if indices.size and (indices.min() < -size or indices.max() >= size):
         raise ModelFileError(f"Gather index out of range for an axis of {size}")
-    return np.take(data, indices, axis=axis)
+    return np.take(data, indices.astype(np.intp, copy=False), axis=axis)  # intp: int32 on 32-bit ARM
 
 
 def _reshape(attrs, data, shape):
