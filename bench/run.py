@@ -32,10 +32,10 @@ from torch.nn import functional as F
 
 from nametool.export.onnx_export import export_onnx
 from nametool.runtime import NameModel
-from nametool.runtime import generate as engine
+from nametool.runtime import generation
 from nametool.runtime.model import bundled_models
 from nametool.train.checkpoint import load_checkpoint
-from nametool.train.config import DEFAULT_MODEL, LECTURE_MODEL, TrainConfig
+from nametool.train.config import DEFAULT_CONFIG, LECTURE_CONFIG, TrainConfig
 from nametool.train.data import DEFAULT_MAX_LEN, DEFAULT_MIN_LEN, build_windows, load_names
 from nametool.train.loop import Windows, mean_loss, resolve_precision, train_model
 from nametool.train.model import CharModel, build_model
@@ -140,14 +140,14 @@ def time_generate(model: NameModel, batch: int, count: int, share: bool = True) 
 
     ``share=False`` turns off the engine's sharing of equal contexts, to show what it gains.
     """
-    saved = engine.SHARE_UNTIL
-    engine.SHARE_UNTIL = saved if share else 0
+    saved = generation.SHARE_UNTIL
+    generation.SHARE_UNTIL = saved if share else 0
     try:
         start = time.perf_counter()
         names = model.generate(count, seed=0, batch_size=batch)
         return time.perf_counter() - start, sum(len(n) + 1 for n in names)
     finally:
-        engine.SHARE_UNTIL = saved
+        generation.SHARE_UNTIL = saved
 
 
 def time_forward(model: NameModel, batch: int, chars: int) -> float:
@@ -204,9 +204,9 @@ def throughput(onnx_path: Path, ckpt_path: Path, repeats: int) -> str:
 
 
 SPEEDUP_MODELS = [  # (label, model, training): one model per row, the PyTorch loop of that very model
-    ("default: 2 members of 512", DEFAULT_MODEL, TrainConfig()),
-    ("1 member of 512 (`--members 1`)", replace(DEFAULT_MODEL, members=1), TrainConfig()),
-    ("lecture: context 3, 10-d, 200", LECTURE_MODEL,
+    ("default: 2 members of 512", DEFAULT_CONFIG, TrainConfig()),
+    ("1 member of 512 (`--members 1`)", replace(DEFAULT_CONFIG, members=1), TrainConfig()),
+    ("lecture: context 3, 10-d, 200", LECTURE_CONFIG,
      TrainConfig(steps=8000, batch_size=256, lr=2e-3, weight_decay=0.01, precision="fp32")),
 ]
 
@@ -349,11 +349,11 @@ def training(names) -> str:
 
     vocab = build_vocab(names.names)
     train_names, val_names, _ = split_names(names.names, 42)
-    train = Windows.from_numpy(*build_windows(train_names, vocab, DEFAULT_MODEL.context_size))
-    val = Windows.from_numpy(*build_windows(val_names, vocab, DEFAULT_MODEL.context_size))
+    train = Windows.from_numpy(*build_windows(train_names, vocab, DEFAULT_CONFIG.context_size))
+    val = Windows.from_numpy(*build_windows(val_names, vocab, DEFAULT_CONFIG.context_size))
     rows = []
     torch.manual_seed(42)
-    ours, config = build_model(len(vocab), DEFAULT_MODEL), TrainConfig(eval_every=100)
+    ours, config = build_model(len(vocab), DEFAULT_CONFIG), TrainConfig(eval_every=100)
     evals = []
     start = time.perf_counter()
     outcome = train_model(ours, train, val, config,
@@ -364,7 +364,7 @@ def training(names) -> str:
     torch.manual_seed(42)
     evals2: list = []
     steps = 60_000
-    seconds = lecture_style(build_model(len(vocab), DEFAULT_MODEL), train, val, steps, evals2)
+    seconds = lecture_style(build_model(len(vocab), DEFAULT_CONFIG), train, val, steps, evals2)
     rows.append(["lecture-style loop (SGD 0.1 then 0.01, batch 32, fp32)", seconds, steps * 32, evals2])
     out = []
     for label, seconds, examples, history in rows:
@@ -397,7 +397,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt, onnx_path = Path(tmp) / "default.pt", Path(tmp) / "default.onnx"
         if only & {"cold", "generation", "session"}:
-            export_onnx(run_training(names, DEFAULT_MODEL, TrainConfig(), ckpt).checkpoint, onnx_path)
+            export_onnx(run_training(names, DEFAULT_CONFIG, TrainConfig(), ckpt).checkpoint, onnx_path)
         sections = {
             "cold": ("Cold start and memory (whole process, default model)", lambda: cold_start(ckpt, repeats)),
             "generation": ("Generation, default model", lambda: throughput(onnx_path, ckpt, repeats)),

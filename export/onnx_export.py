@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nametool.export.atomic import atomic_path
+from nametool.runtime.atomic import atomic_path
 from nametool.export.quantize import measure_drift, quantize_int8
 from nametool.runtime.errors import NametoolError
-from nametool.runtime.inspect import verify
+from nametool.runtime.verify import verify
 from nametool.runtime.model import NameModel, OnnxruntimeBackend, encode_contexts
 from nametool.runtime.sampling import next_char_probs
 from nametool.runtime.onnxfile import weight_digests

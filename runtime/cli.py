@@ -73,7 +73,7 @@ def sampling_options(func):
 
 def request_from(options: dict):
     """Split CLI options into (engine Request, seed, output format)."""
-    from nametool.runtime.generate import Request
+    from nametool.runtime.generation import Request
 
     options = dict(options)
     seed, fmt = options.pop("seed"), options.pop("fmt")
@@ -109,8 +109,8 @@ def main() -> None:
 @user_errors
 def generate(model_path, threads, engine, **options) -> None:
     """Sample names, one per line."""
-    from nametool.runtime.generate import generate as sample_names
-    from nametool.runtime.generate import make_rng
+    from nametool.runtime.generation import generate as sample_names
+    from nametool.runtime.generation import make_rng
     from nametool.runtime.model import NameModel
 
     if threads is None and options["count"] < MANY_NAMES:
@@ -201,7 +201,7 @@ def score(names, model_path, fmt, engine) -> None:
 @user_errors
 def info(model_path, as_json, engine) -> None:
     """Summarise MODEL (default: the bundled one): vocabulary, sizes, losses, provenance."""
-    from nametool.runtime.inspect import summary
+    from nametool.runtime.summary import summary
     from nametool.runtime.model import NameModel
 
     facts = summary(NameModel.load(model_path, engine=engine))
@@ -251,7 +251,7 @@ def format_summary(f: dict) -> str:
 def verify(model_path, engine) -> None:
     """Check MODEL is the file export wrote (digests of weights, graph and metadata) and that this
     device computes its golden next-char distributions as the exporting one did."""
-    from nametool.runtime.inspect import verify as run_verify
+    from nametool.runtime.verify import verify as run_verify
     from nametool.runtime.model import NameModel
 
     model = NameModel.load(model_path, engine=engine)

@@ -9,19 +9,19 @@ from pathlib import Path
 
 import numpy as np
 
-from nametool.runtime import generate as engine
+from nametool.runtime import generation
 from nametool.runtime.errors import ModelFileError, RequestError
 from nametool.runtime.onnxfile import nonfinite_weights, read_onnx
 from nametool.runtime.sampling import next_char_probs
 from nametool.runtime.schema import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, UNPRINTABLE, ModelMeta
 from nametool.runtime.text import normalise
 
-DEFAULT_MODEL = "default.onnx"
+DEFAULT_MODEL_FILE = "default.onnx"
 ENGINES = ("auto", "onnxruntime", "numpy")
 PROBE_ROWS = 256  # contexts run once on load: enough to use every id of any but a huge vocabulary
 
 
-def bundled_model_path(name: str = DEFAULT_MODEL) -> Path:
+def bundled_model_path(name: str = DEFAULT_MODEL_FILE) -> Path:
     """Path of a model file shipped in the ``nametool.models`` package."""
     return _models_folder() / name
 
@@ -255,12 +255,12 @@ class NameModel:
         (0 is greedy), ``top_k``, ``top_p``, ``min_len``, ``max_len``, ``prefix``,
         ``unique``, ``novel`` (no name of the training data), ``batch_size``.
         """
-        request = engine.Request(count=count, **options)
-        return engine.generate(self.logits, self.meta, request, engine.make_rng(seed))
+        request = generation.Request(count=count, **options)
+        return generation.generate(self.logits, self.meta, request, generation.make_rng(seed))
 
-    def score(self, names: list[str]) -> list[engine.Score]:
+    def score(self, names: list[str]) -> list[generation.Score]:
         """Log-likelihood, per-character probabilities and perplexity of each (normalised) name."""
-        return engine.score(self.logits, self.meta, [normalise(name) for name in names])
+        return generation.score(self.logits, self.meta, [normalise(name) for name in names])
 
 
 def encode_context(meta: ModelMeta, text: str) -> np.ndarray:
@@ -282,7 +282,7 @@ def encode_contexts(meta: ModelMeta, texts) -> np.ndarray:
 
 def next_char_distribution(logits_fn, meta: ModelMeta, text: str = "", *, temperature: float = 1.0):
     """P(next character | ``text``) under any logits function, most likely first."""
-    engine.check_temperature(temperature)
+    generation.check_temperature(temperature)
     probs = next_char_probs(logits_fn(encode_context(meta, text)), temperature)[0]
     order = np.argsort(-probs, kind="stable")
     itos = meta.vocab.itos()

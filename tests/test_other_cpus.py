@@ -24,7 +24,7 @@ NAMES = {"default": 0, "default-int8": 20, "lecture": 100}  # emulated AVX2 runs
 CHECK = """
 import json, sys
 NAMES = json.loads(sys.argv[2])
-from nametool.runtime.inspect import verify
+from nametool.runtime.verify import verify
 from nametool.runtime.model import NameModel
 out = {}
 for name in ("default", "default-int8", "lecture"):

@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("torch")
 
 from nametool.runtime import NameModel  # noqa: E402
-from nametool.runtime.generate import Request  # noqa: E402
+from nametool.runtime.generation import Request  # noqa: E402
 from nametool.train.reference import sample_with_torch  # noqa: E402
 
 

@@ -26,7 +26,7 @@ torch = pytest.importorskip("torch")
 
 from click.testing import CliRunner  # noqa: E402
 
-from nametool.export import atomic  # noqa: E402
+from nametool.runtime import atomic  # noqa: E402
 from nametool.export.onnx_export import export_onnx  # noqa: E402
 from nametool.runtime import ModelFileError, NameModel, NametoolError  # noqa: E402
 from nametool.train import checkpoint  # noqa: E402

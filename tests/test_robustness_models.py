@@ -18,8 +18,8 @@ from click.testing import CliRunner
 
 from nametool.runtime import ModelFileError, NameModel, RequestError
 from nametool.runtime.cli import main as run_main
-from nametool.runtime.generate import Request, generate
-from nametool.runtime.inspect import verify
+from nametool.runtime.generation import Request, generate
+from nametool.runtime.verify import verify
 from nametool.runtime.sampling import UnusableLogits, draw, next_char_probs
 from nametool.runtime.onnxfile import weight_digests
 from nametool.runtime.schema import METADATA_KEY, metadata_digests
@@ -340,7 +340,8 @@ from pathlib import Path
 import numpy as np
 from nametool.runtime import ModelFileError, NameModel
 from nametool.runtime.cli import format_summary
-from nametool.runtime.inspect import summary, verify
+from nametool.runtime.summary import summary
+from nametool.runtime.verify import verify
 
 source, seed, count, head = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 data = source.read_bytes()

@@ -125,9 +125,9 @@ def test_models_command_lists_every_bundled_model():
 
 @pytest.mark.parametrize("name", ["default", "default-int8", "lecture"])
 def test_sharing_equal_contexts_leaves_the_bundled_models_names_unchanged(name, monkeypatch):
-    import nametool.runtime.generate as engine
+    from nametool.runtime import generation
 
     model = NameModel.load(name, threads=1)
     shared = model.generate(2048, seed=7, batch_size=2048)
-    monkeypatch.setattr(engine, "SHARE_UNTIL", 0)
+    monkeypatch.setattr(generation, "SHARE_UNTIL", 0)
     assert model.generate(2048, seed=7, batch_size=2048) == shared

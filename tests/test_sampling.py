@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from nametool.runtime.errors import RequestError
-from nametool.runtime.generate import Request, generate, plan
+from nametool.runtime.generation import Request, generate, plan
 from nametool.runtime.sampling import draw, keep_top_k, keep_top_p, next_char_probs, sample_ids
 
 from .conftest import make_meta
@@ -204,9 +204,9 @@ def table_logits(vocab_size: int, context_size: int):
 
 
 def without_sharing(monkeypatch):
-    import nametool.runtime.generate as engine
+    from nametool.runtime import generation
 
-    monkeypatch.setattr(engine, "SHARE_UNTIL", 0)
+    monkeypatch.setattr(generation, "SHARE_UNTIL", 0)
 
 
 @pytest.mark.parametrize("chars, context_size", [("abc", 2), ("abc", 5), ([chr(0x100 + i) for i in range(300)], 3)])
@@ -233,21 +233,21 @@ def test_equal_contexts_are_computed_once():
 
 
 def test_keys_stop_before_int64_overflows():
-    import nametool.runtime.generate as engine
+    from nametool.runtime import generation
 
-    assert engine._exact_key_steps(27) == 13  # 27**13 < 2**63 <= 27**14
-    assert engine._exact_key_steps(3000) == 5
-    assert engine._exact_key_steps(1) == engine.MAX_NAME_LEN
+    assert generation._exact_key_steps(27) == 13  # 27**13 < 2**63 <= 27**14
+    assert generation._exact_key_steps(3000) == 5
+    assert generation._exact_key_steps(1) == generation.MAX_NAME_LEN
 
 
 def test_sharing_stops_where_the_keys_could_overflow():
     """300 characters: a key holds 7 ids below 2**63. With top-k 2, rows stay few but keep
     growing apart; from the 8th position on every row must get its own model row."""
-    import nametool.runtime.generate as engine
+    from nametool.runtime import generation
 
     chars = [chr(0x100 + i) for i in range(300)]
     meta = make_meta(chars=chars, context_size=3, min_len=12, max_len=12)
-    assert engine._exact_key_steps(len(meta.vocab)) == 7
+    assert generation._exact_key_steps(len(meta.vocab)) == 7
     calls, fn = [], table_logits(len(meta.vocab), 3)
     generate(lambda c: calls.append(len(c)) or fn(c), meta, Request(count=500, batch_size=500, top_k=2),
              np.random.default_rng(0))

@@ -180,7 +180,7 @@ def test_an_ensemble_trains_exports_within_parity_and_says_so(tmp_path):
     assert result.losses["val"] == pytest.approx(mean_loss(result.checkpoint.model, val))
     assert result.losses["val"] < sum(own) / len(own)
     # and the runtime samples what PyTorch's reference path samples, name for name
-    from nametool.runtime.generate import Request
+    from nametool.runtime.generation import Request
     from nametool.train.reference import sample_with_torch
 
     options = {"temperature": 0.9, "top_p": 0.95, "prefix": "a"}

@@ -26,7 +26,7 @@ def main() -> None:
 
     import numpy
 
-    from nametool.runtime.inspect import verify
+    from nametool.runtime.verify import verify
     from nametool.runtime.model import NameModel, bundled_models
 
     rows = []

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from nametool.export.atomic import atomic_path
+from nametool.runtime.atomic import atomic_path
 from nametool.runtime.errors import ModelFileError, NametoolError
 from nametool.runtime.schema import ModelMeta, check_types
 from nametool.train.config import TrainConfig

@@ -17,7 +17,7 @@ from nametool.runtime.cli import SEED, user_errors
 from nametool.runtime.schema import MAX_MEMBERS, NORMS
 from nametool.train import commands
 from nametool.train.commands import RUNS_DIR, require_torch
-from nametool.train.config import DEFAULT_MODEL, PRECISIONS, TrainConfig
+from nametool.train.config import DEFAULT_CONFIG, PRECISIONS, TrainConfig
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="nametool")
@@ -49,15 +49,15 @@ def _hidden_sizes(ctx, param, value: str) -> tuple[int, ...]:
 @click.option("--max-len", type=click.IntRange(min=1), default=None,
               help="Drop longer names. Default: 9 on the bundled data, none on --data.")
 @click.option("--end-token", default=".", show_default=True, help="The one character that ends a name.")
-@click.option("--context-size", type=click.IntRange(min=1), default=DEFAULT_MODEL.context_size,
+@click.option("--context-size", type=click.IntRange(min=1), default=DEFAULT_CONFIG.context_size,
               show_default=True, help="Characters of context the model sees.")
-@click.option("--embed-dim", type=click.IntRange(min=1), default=DEFAULT_MODEL.embed_dim, show_default=True,
+@click.option("--embed-dim", type=click.IntRange(min=1), default=DEFAULT_CONFIG.embed_dim, show_default=True,
               help="Embedding dimensions per character.")
-@click.option("--hidden", default=",".join(map(str, DEFAULT_MODEL.hidden)), show_default=True,
+@click.option("--hidden", default=",".join(map(str, DEFAULT_CONFIG.hidden)), show_default=True,
               callback=_hidden_sizes, help="Hidden layer sizes, comma-separated (tanh after each).")
-@click.option("--norm", type=click.Choice(NORMS), default=DEFAULT_MODEL.norm, show_default=True,
+@click.option("--norm", type=click.Choice(NORMS), default=DEFAULT_CONFIG.norm, show_default=True,
               help="'layer': LayerNorm before each tanh.")
-@click.option("--members", type=click.IntRange(1, MAX_MEMBERS), default=DEFAULT_MODEL.members, show_default=True,
+@click.option("--members", type=click.IntRange(1, MAX_MEMBERS), default=DEFAULT_CONFIG.members, show_default=True,
               help="MLPs trained side by side whose predictions are averaged (1: a single MLP).")
 @click.option("--dropout", type=click.FloatRange(min=0, max=1, max_open=True), default=TrainConfig.dropout,
               show_default=True, callback=_finite, help="Dropout after each hidden layer (training only).")

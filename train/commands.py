@@ -83,14 +83,14 @@ def export(output, checkpoint, opset, quantize, force):
 def sample(checkpoint, **options):
     """Sample names with PyTorch: the reference that nametool-run generate must equal, seed for seed."""
     require_torch()
-    from nametool.runtime import generate as engine
+    from nametool.runtime import generation
     from nametool.train.checkpoint import load_checkpoint
     from nametool.train.reference import sample_with_torch, torch_logits_fn
 
     ckpt = load_checkpoint(_run_checkpoint(checkpoint))
     request, seed, fmt = request_from(options)
     names = sample_with_torch(ckpt, request, seed)
-    write_names(names, fmt, lambda batch: engine.score(torch_logits_fn(ckpt), ckpt.meta, batch))
+    write_names(names, fmt, lambda batch: generation.score(torch_logits_fn(ckpt), ckpt.meta, batch))
 
 
 @click.command("eval")

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 
 from nametool.runtime.schema import ModelConfig
 
-DEFAULT_MODEL = ModelConfig(context_size=10, embed_dim=32, hidden=(512,), members=2)
-LECTURE_MODEL = ModelConfig(context_size=3, embed_dim=10, hidden=(200,))
+DEFAULT_CONFIG = ModelConfig(context_size=10, embed_dim=32, hidden=(512,), members=2)
+LECTURE_CONFIG = ModelConfig(context_size=3, embed_dim=10, hidden=(200,))
 
 
 PRECISIONS = ("auto", "fp32", "bf16")

@@ -11,7 +11,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
-from nametool.runtime import generate as engine
+from nametool.runtime import generation
 from nametool.runtime.errors import ModelFileError
 from nametool.runtime.schema import ModelMeta
 from nametool.runtime.windows import target_logprobs
@@ -25,7 +25,7 @@ SPLITS = ("train", "val", "test")
 class Source:
     """What to evaluate: a logits function, its schema and its split."""
 
-    logits: engine.LogitsFn
+    logits: generation.LogitsFn
     meta: ModelMeta
     splits: dict[str, list[str]]
 
@@ -41,7 +41,7 @@ def splits_from_meta(meta: ModelMeta) -> dict[str, list[str]]:
     return dict(zip(SPLITS, split_names(names, meta.provenance.seed)))
 
 
-def split_loss(logits_fn: engine.LogitsFn, meta: ModelMeta, names: list[str]) -> float:
+def split_loss(logits_fn: generation.LogitsFn, meta: ModelMeta, names: list[str]) -> float:
     """Nats per character of a logits function on every window of ``names``."""
     contexts, targets = build_windows(names, meta.vocab, meta.model.context_size)
     return float(-target_logprobs(logits_fn, contexts, targets).mean())
@@ -53,7 +53,7 @@ def model_loss(source: Source, names: list[str]) -> float:
 
 def sample_quality(source: Source, count: int, seed: int) -> dict:
     """How generated names compare with the training names."""
-    names = engine.generate(source.logits, source.meta, engine.Request(count=count), engine.make_rng(seed))
+    names = generation.generate(source.logits, source.meta, generation.Request(count=count), generation.make_rng(seed))
     train = set(source.splits["train"])
     bounds = source.meta.sampling
     generated = Counter(len(n) for n in names)

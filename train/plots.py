@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nametool.export.atomic import atomic_path
+from nametool.runtime.atomic import atomic_path
 
 VOWELS = frozenset("aeiou")
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nametool.runtime import generate as engine
+from nametool.runtime import generation
 from nametool.train.checkpoint import Checkpoint
 
 
-def torch_logits_fn(ckpt: Checkpoint) -> engine.LogitsFn:
+def torch_logits_fn(ckpt: Checkpoint) -> generation.LogitsFn:
     model = ckpt.model.eval()
 
     @torch.no_grad()
@@ -23,5 +23,5 @@ def torch_logits_fn(ckpt: Checkpoint) -> engine.LogitsFn:
     return logits
 
 
-def sample_with_torch(ckpt: Checkpoint, request: engine.Request, seed: int | None) -> list[str]:
-    return engine.generate(torch_logits_fn(ckpt), ckpt.meta, request, engine.make_rng(seed))
+def sample_with_torch(ckpt: Checkpoint, request: generation.Request, seed: int | None) -> list[str]:
+    return generation.generate(torch_logits_fn(ckpt), ckpt.meta, request, generation.make_rng(seed))

@@ -1,10 +1,9 @@
-"""Looking at a model file: a summary for people and scripts, and ``verify``, which checks the
-file is the one export wrote (digests) and that this device computes it as the exporting one did
-(golden distributions)."""
+"""``verify``: is this the file export wrote (digests), and does this device compute it as the
+exporting one did (golden distributions)?"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -87,24 +86,3 @@ def _differences(what: str, recorded: dict[str, str], found: dict[str, str]) -> 
     out += [f"{what} {name!r} is missing" for name in recorded if name not in found]
     out += [f"{what} {name!r} was added" for name in found if name not in recorded]
     return out
-
-
-def summary(model: NameModel) -> dict:
-    """Everything ``nametool-run info`` shows, as plain JSON-ready values."""
-    meta = model.meta
-    prov = asdict(meta.provenance)
-    notice = prov.pop("data_notice")
-    return {
-        "path": str(model.path),
-        "engine": model.engine,
-        "file_bytes": model.path.stat().st_size,
-        "schema_version": meta.schema_version,
-        "vocab": {"chars": "".join(meta.vocab.chars), "end_token": meta.vocab.end_token, "size": len(meta.vocab)},
-        "model": {**asdict(meta.model), "parameters": meta.model.parameter_count(len(meta.vocab))},
-        "sampling": asdict(meta.sampling),
-        "provenance": prov,
-        "data_notice": notice,
-        "known_names": None if meta.known_names is None else meta.known_names.count,
-        "golden_contexts": None if meta.golden is None else len(meta.golden.contexts),
-        "quantization": None if meta.quantization is None else asdict(meta.quantization),
-    }
