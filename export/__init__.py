@@ -2,3 +2,5 @@
 
 Import ``nametool.export.onnx_export`` for the exporter (it needs torch and onnx).
 """
+
+MIN_OPSET = 18  # also the default: the lowest opset torch's current (dynamo) exporter writes

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nametool.export import MIN_OPSET
 from nametool.runtime.atomic import atomic_path
 from nametool.export.quantize import measure_drift, quantize_int8
 from nametool.runtime.errors import NametoolError
@@ -33,8 +34,6 @@ from nametool.train.data import build_windows
 from nametool.train.evaluate import split_loss
 from nametool.train.reference import torch_logits_fn
 
-DEFAULT_OPSET = 18  # also the minimum: the lowest opset torch's current (dynamo) exporter writes
-MIN_OPSET = 18
 PARITY_TOLERANCE = 1e-5  # max |p_onnxruntime - p_torch| over every validation context
 # max |dp| verify allows between devices and engines: fp32 and int8 files both compute in fp32;
 # measured differences are below 1e-6 (docs/int8.md, docs/devices.md)
@@ -57,7 +56,7 @@ class ExportReport:
     fp32_size_bytes: int
 
 
-def trace(ckpt: Checkpoint, opset: int = DEFAULT_OPSET):
+def trace(ckpt: Checkpoint, opset: int = MIN_OPSET):
     """The model as an ONNX ModelProto: int64 (batch, context_size) -> float32 (batch, vocab)."""
     example = torch.zeros((2, ckpt.meta.model.context_size), dtype=torch.int64)
     quiet = io.StringIO()
@@ -135,7 +134,7 @@ def _session_model(proto, meta: ModelMeta) -> NameModel:
     return NameModel(OnnxruntimeBackend(session), meta, Path("<memory>"))
 
 
-def export_onnx(ckpt: Checkpoint, out: Path, *, opset: int = DEFAULT_OPSET, quantize: str | None = None,
+def export_onnx(ckpt: Checkpoint, out: Path, *, opset: int = MIN_OPSET, quantize: str | None = None,
                 force: bool = False) -> ExportReport:
     """Write ``out`` atomically, after proving it matches PyTorch (fp32) or stays within drift (int8)."""
     import onnx

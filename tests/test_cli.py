@@ -186,3 +186,23 @@ def test_shortened_settings_are_reported(tmp_path):
     assert result.exit_code == 0, result.output
     assert "note: --warmup 200 shortened to 3 (at most a tenth of --steps)" in result.output
     assert "note: --eval-every 500 shortened to 30 (at most --steps)" in result.output
+
+
+def test_every_nametool_command_reads_its_model_argument_one_way(tiny_run, tmp_path, monkeypatch):
+    """A bundled model's name, a .onnx path, a checkpoint and a run folder mean the same on every command."""
+    pytest.importorskip("matplotlib")
+    result, onnx_path = tiny_run
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    for source in ("lecture", str(onnx_path), str(result.path), str(result.path.parent)):
+        evaluated = runner.invoke(tool_main, ["eval", source, "--samples", "0", "--json"])
+        assert evaluated.exit_code == 0, (source, evaluated.output)
+        plotted = runner.invoke(tool_main, ["plot", "next", source, "--out", str(tmp_path / "n.png"), "--force"])
+        assert plotted.exit_code == 0, (source, plotted.output)
+    bundled = runner.invoke(tool_main, ["plot", "next", "lecture", "--context", "ab"])
+    assert bundled.exit_code == 0 and (tmp_path / "next-ab.png").exists()  # here, not inside the package
+    refused = runner.invoke(tool_main, ["export", "x.onnx", "--checkpoint", "lecture"])
+    assert refused.exit_code == 1
+    assert "lecture: is a model file; this command needs a training checkpoint" in refused.output
+    missing = runner.invoke(tool_main, ["eval", "nonesuch"])
+    assert missing.exit_code == 1 and "nonesuch" in missing.output and "Traceback" not in missing.output

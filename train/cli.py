@@ -19,7 +19,25 @@ from nametool.train import commands
 from nametool.train.commands import RUNS_DIR, require_torch
 from nametool.train.config import DEFAULT_CONFIG, PRECISIONS, TrainConfig
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class CommandsByName(click.Group):
+    """A group that also offers commands of packages it must not import (STYLE: click's lazily
+    loaded commands): ``export`` lives in nametool.export, which imports this package."""
+
+    LAZY = {"export": ("nametool.export.cli", "export")}
+
+    def list_commands(self, ctx) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx, name: str):
+        if name in self.LAZY:
+            import importlib
+
+            module, attribute = self.LAZY[name]
+            return getattr(importlib.import_module(module), attribute)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=CommandsByName, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="nametool")
 def main() -> None:
     """Train a character-level name model (PyTorch) and export it to ONNX."""
@@ -231,7 +249,6 @@ def _new_run_path() -> Path:
     return run / "model.pt"
 
 
-main.add_command(commands.export)
 main.add_command(commands.sample)
 main.add_command(commands.evaluate)
 main.add_command(commands.plot)

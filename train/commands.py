@@ -1,4 +1,5 @@
-"""The ``nametool`` commands beside ``train``: export, sample (the PyTorch reference) and eval.
+"""The ``nametool`` commands beside ``train``: sample (the PyTorch reference), eval and plot, and the
+one rule by which every ``nametool`` command reads its MODEL argument (``resolve_source``).
 
 torch is imported only inside the commands that need it.
 """
@@ -11,6 +12,7 @@ from pathlib import Path
 import click
 
 from nametool.runtime.cli import SEED, request_from, sampling_options, user_errors, write_names
+from nametool.runtime.errors import NametoolError
 
 TRAIN_EXTRA = "pip install 'nametool[train]'"
 RUNS_DIR = Path("runs")
@@ -24,103 +26,89 @@ def require_torch() -> None:
         raise click.ClickException(f"{exc.name} is not installed; training and export need: {TRAIN_EXTRA}") from None
 
 
-def _model_file(source: str | None) -> Path | None:
-    """SOURCE as a model file (a ``.onnx`` path or a bundled model's name), or None for a checkpoint."""
-    if source is None:
-        return None
-    if Path(source).suffix == ".onnx":
-        return Path(source)
-    from nametool.runtime.model import bundled_models
+def resolve_source(spec: str | None, *, checkpoint_only: bool = False) -> tuple[str, Path]:
+    """What a command's MODEL argument names: ``("model", path)`` or ``("checkpoint", path)``.
 
-    return bundled_models().get(source) if not Path(source).exists() else None
+    The one rule for every ``nametool`` command: a ``.onnx`` path or a bundled model's name
+    (``default``, ``lecture``, ...) is a model file, resolved as ``nametool-run`` resolves it;
+    a run folder means its ``model.pt``; any other path is a checkpoint; nothing means the
+    newest checkpoint under ./runs/. Commands that need the training side refuse model files.
+    """
+    from nametool.runtime.model import bundled_models, resolve_model
+
+    if spec is None:
+        from nametool.train.checkpoint import newest_checkpoint
+
+        return "checkpoint", newest_checkpoint(RUNS_DIR)
+    path = Path(spec)
+    is_model = path.suffix == ".onnx" or (not path.exists() and spec in bundled_models())
+    if is_model and checkpoint_only:
+        raise NametoolError(f"{spec}: is a model file; this command needs a training checkpoint (a .pt file "
+                            "or a run folder)")
+    if is_model:
+        return "model", resolve_model(spec)
+    return "checkpoint", path / "model.pt" if path.is_dir() else path
 
 
-def _run_checkpoint(run: str | None) -> Path:
-    """A checkpoint path from a checkpoint, a run folder, or nothing (the newest run)."""
-    from nametool.train.checkpoint import newest_checkpoint
+def load_source(spec: str | None):
+    """(path, logits function, meta, splits) of a model file or a checkpoint, per ``resolve_source``."""
+    kind, path = resolve_source(spec)
+    if kind == "model":
+        from nametool.runtime.model import NameModel
+        from nametool.train.evaluate import splits_from_meta
 
-    if run is None:
-        return newest_checkpoint(RUNS_DIR)
-    path = Path(run)
-    return path / "model.pt" if path.is_dir() else path
-
-
-@click.command()
-@click.argument("output", type=click.Path(dir_okay=False))
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="Checkpoint to export. Default: the newest under ./runs/")
-@click.option("--opset", type=click.IntRange(min=18), default=18, show_default=True,
-              help="ONNX opset (18 is also the minimum).")
-@click.option("--quantize", type=click.Choice(["int8"]), default=None,
-              help="Quantize the weights (onnxruntime dynamic int8), within documented drift bounds.")
-@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
-@user_errors
-def export(output, checkpoint, opset, quantize, force):
-    """Write OUTPUT (.onnx): the model with its vocabulary and config in the file's metadata."""
+        model = NameModel.load(path)
+        return path, model.logits, model.meta, splits_from_meta(model.meta)
     require_torch()
-    from nametool.export.onnx_export import export_onnx
+    from nametool.train.checkpoint import load_checkpoint
+    from nametool.train.reference import torch_logits_fn
+
+    ckpt = load_checkpoint(path)
+    return path, torch_logits_fn(ckpt), ckpt.meta, ckpt.splits
+
+
+def load_checkpoint_source(spec: str | None):
+    """(path, checkpoint) for the commands that need the training side."""
+    require_torch()
     from nametool.train.checkpoint import load_checkpoint
 
-    path = _run_checkpoint(checkpoint)
-    report = export_onnx(load_checkpoint(path), Path(output), opset=opset, quantize=quantize, force=force)
-    click.echo(f"exported {path} -> {report.path} ({report.size_bytes / 1024:.1f} KiB)")
-    if report.quantization is None:
-        click.echo(f"parity: onnxruntime vs PyTorch on {report.contexts_checked} validation contexts, "
-                   f"max |dp| = {report.max_abs_diff:.2e}")
-        return
-    q = report.quantization
-    click.echo(f"int8: {report.size_bytes / 1024:.1f} KiB against {report.fp32_size_bytes / 1024:.1f} KiB fp32; "
-               f"on {report.contexts_checked} validation windows mean KL {q.mean_kl:.4f} nats "
-               f"(limit {q.max_mean_kl}), val loss {q.val_loss_fp32:.4f} -> {q.val_loss:.4f} "
-               f"(limit +{q.max_val_loss_increase})")
+    _, path = resolve_source(spec, checkpoint_only=True)
+    return path, load_checkpoint(path)
 
 
 @click.command()
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="Checkpoint to sample. Default: the newest under ./runs/")
+              help="Checkpoint (or run folder) to sample. Default: the newest under ./runs/")
 @sampling_options
 @user_errors
 def sample(checkpoint, **options):
     """Sample names with PyTorch: the reference that nametool-run generate must equal, seed for seed."""
-    require_torch()
     from nametool.runtime import generation
-    from nametool.train.checkpoint import load_checkpoint
     from nametool.train.reference import sample_with_torch, torch_logits_fn
 
-    ckpt = load_checkpoint(_run_checkpoint(checkpoint))
+    _, ckpt = load_checkpoint_source(checkpoint)
     request, seed, fmt = request_from(options)
     names = sample_with_torch(ckpt, request, seed)
     write_names(names, fmt, lambda batch: generation.score(torch_logits_fn(ckpt), ckpt.meta, batch))
 
 
 @click.command("eval")
-@click.argument("source", required=False, type=click.Path(dir_okay=False))
+@click.argument("source", required=False, metavar="[MODEL]")
 @click.option("--samples", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Names to generate for the sample-quality figures (0: skip).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the generated names.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @user_errors
 def evaluate(source, samples, seed, as_json):
-    """Losses, baselines and sample quality of SOURCE: a checkpoint, a model file (.onnx) or a bundled model.
+    """Losses, baselines and sample quality of MODEL: a checkpoint or run folder, a model file (.onnx)
+    or a bundled model's name.
 
     Default: the newest checkpoint under ./runs/. Both kinds give the same numbers.
     """
-    from nametool.train.evaluate import Source, evaluate, format_report, splits_from_meta
+    from nametool.train.evaluate import Source, evaluate, format_report
 
-    path = _model_file(source)
-    if path is not None:
-        from nametool.runtime.model import NameModel
-
-        model = NameModel.load(path)
-        src = Source(model.logits, model.meta, splits_from_meta(model.meta))
-    else:
-        require_torch()
-        from nametool.train.checkpoint import load_checkpoint
-        from nametool.train.reference import torch_logits_fn
-
-        ckpt = load_checkpoint(_run_checkpoint(source))
-        src = Source(torch_logits_fn(ckpt), ckpt.meta, ckpt.splits)
-    report = evaluate(src, samples=samples, seed=seed)
+    _, logits, meta, splits = load_source(source)
+    report = evaluate(Source(logits, meta, splits), samples=samples, seed=seed)
     click.echo(json.dumps(report, ensure_ascii=False, indent=1) if as_json else format_report(report), nl=as_json)
 
 
@@ -136,19 +124,16 @@ def _require_matplotlib() -> None:
         raise click.ClickException("matplotlib is not installed; plots need: pip install 'nametool[plot]'") from None
 
 
-def _load_run(run: str | None):
-    """(path, checkpoint) for the plots that need the training side."""
-    require_torch()
-    _require_matplotlib()
-    from nametool.train.checkpoint import load_checkpoint
-
-    path = _run_checkpoint(run)
-    return path, load_checkpoint(path)
-
-
 out_option = click.option("--out", type=click.Path(dir_okay=False), default=None,
-                          help="PNG to write. Default: beside the checkpoint or model.")
+                          help="PNG to write. Default: beside the checkpoint (a bundled model: here).")
 force_option = click.option("--force", is_flag=True, help="Replace --out if it exists.")
+
+
+def _default_out(path: Path, name: str) -> Path:
+    """Beside the checkpoint or model file, but never inside the installed package."""
+    from nametool.runtime.model import bundled_models
+
+    return Path(name) if path in bundled_models().values() else path.with_name(name)
 
 
 @plot.command("loss")
@@ -158,7 +143,8 @@ force_option = click.option("--force", is_flag=True, help="Replace --out if it e
 @user_errors
 def plot_loss_command(run, out, force):
     """Train and val loss over steps for RUN (a run folder or checkpoint; default: the newest)."""
-    path, ckpt = _load_run(run)
+    _require_matplotlib()
+    path, ckpt = load_checkpoint_source(run)
     from nametool.train.plots import plot_loss
 
     if not ckpt.history["step"]:
@@ -177,7 +163,8 @@ def plot_loss_command(run, out, force):
 @user_errors
 def plot_embeddings_command(run, out, force):
     """The learned character embeddings in 2-D (PCA unless they are 2-D), labelled."""
-    path, ckpt = _load_run(run)
+    _require_matplotlib()
+    path, ckpt = load_checkpoint_source(run)
     from nametool.train.plots import plot_embeddings
 
     weights = ckpt.model.embedding.detach().numpy()
@@ -190,33 +177,20 @@ def plot_embeddings_command(run, out, force):
 
 
 @plot.command("next")
-@click.argument("source", required=False)
+@click.argument("source", required=False, metavar="[MODEL]")
 @click.option("--context", default="", help="The characters so far (default: the start of a name).")
 @click.option("--top", type=click.IntRange(min=1), default=None, help="Bars to show (default: all).")
 @out_option
 @force_option
 @user_errors
 def plot_next_command(source, context, top, out, force):
-    """Bar chart of P(next character | --context) from a checkpoint or a model file."""
+    """Bar chart of P(next character | --context) from a checkpoint, a model file or a bundled model."""
     _require_matplotlib()
+    from nametool.runtime.model import next_char_distribution
     from nametool.train.plots import plot_next
 
-    path = Path(source) if source else None
-    if path is not None and path.suffix == ".onnx":
-        from nametool.runtime.model import NameModel
-
-        model = NameModel.load(path)
-        dist, end = model.next_char_distribution(context), model.vocab.end_token
-    else:
-        require_torch()
-        from nametool.runtime.model import next_char_distribution
-        from nametool.train.checkpoint import load_checkpoint
-        from nametool.train.reference import torch_logits_fn
-
-        path = _run_checkpoint(source)
-        ckpt = load_checkpoint(path)
-        dist = next_char_distribution(torch_logits_fn(ckpt), ckpt.meta, context)
-        end = ckpt.meta.vocab.end_token
-    target = Path(out) if out else path.with_name(f"next-{context or 'start'}.png")
-    plot_next(dist, context, end, path.name, target, top=top, force=force)
+    path, logits, meta, _ = load_source(source)
+    dist = next_char_distribution(logits, meta, context)
+    target = Path(out) if out else _default_out(path, f"next-{context or 'start'}.png")
+    plot_next(dist, context, meta.vocab.end_token, path.name, target, top=top, force=force)
     click.echo(f"wrote {target}")
