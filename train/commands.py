@@ -47,6 +47,9 @@ def resolve_source(spec: str | None, *, checkpoint_only: bool = False) -> tuple[
                             "or a run folder)")
     if is_model:
         return "model", resolve_model(spec)
+    if not path.exists():
+        raise NametoolError(f"{spec}: no such checkpoint, run folder or model file, nor a bundled model "
+                            f"(bundled: {', '.join(bundled_models())})")
     return "checkpoint", path / "model.pt" if path.is_dir() else path
 
 
