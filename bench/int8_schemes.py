@@ -32,7 +32,7 @@ import onnx
 from nametool.export.quantize import quantize_int8
 from nametool.runtime.model import OnnxruntimeBackend, _read_meta
 from nametool.runtime.sampling import log_softmax, next_char_probs
-from nametool.train.data import build_windows
+from nametool.runtime.windows import build_windows
 from nametool.train.evaluate import splits_from_meta
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,7 +30,7 @@ from nametool.runtime.onnxfile import weight_digests
 from nametool.runtime.schema import (INPUT_NAME, METADATA_KEY, OUTPUT_NAME, Golden, Integrity, ModelMeta,
                                      Quantization, metadata_digests)
 from nametool.train.checkpoint import Checkpoint
-from nametool.train.data import build_windows
+from nametool.runtime.windows import build_windows
 from nametool.train.evaluate import split_loss
 from nametool.train.reference import torch_logits_fn
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from nametool.runtime import generation
 from nametool.runtime.errors import ModelFileError, RequestError
 from nametool.runtime.onnxfile import nonfinite_weights, read_onnx
 from nametool.runtime.sampling import next_char_probs
-from nametool.runtime.schema import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, UNPRINTABLE, ModelMeta
+from nametool.runtime.schema import DEFAULT_COUNT, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelMeta, unprintable
 from nametool.runtime.text import normalise
 
 DEFAULT_MODEL_FILE = "default.onnx"
@@ -248,7 +247,7 @@ class NameModel:
         """P(next character | ``text``), most likely first. The end token means "the name ends"."""
         return next_char_distribution(self.logits, self.meta, text, temperature=temperature)
 
-    def generate(self, count: int = 10, *, seed: int | None = None, **options) -> list[str]:
+    def generate(self, count: int = DEFAULT_COUNT, *, seed: int | None = None, **options) -> list[str]:
         """Sample ``count`` names.
 
         Options (all keyword, unset ones take the model's defaults): ``temperature``
@@ -291,7 +290,7 @@ def next_char_distribution(logits_fn, meta: ModelMeta, text: str = "", *, temper
 
 def _check_printable(meta: ModelMeta, path: Path) -> None:
     """Names are printed one per line: no control characters, separators or lone surrogates."""
-    bad = [c for c in (*meta.vocab.chars, meta.vocab.end_token) if unicodedata.category(c) in UNPRINTABLE]
+    bad = unprintable((*meta.vocab.chars, meta.vocab.end_token))
     if bad:
         raise ModelFileError(f"{path}: vocabulary holds unprintable characters {', '.join(map(repr, bad))}")
 

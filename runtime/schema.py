@@ -34,9 +34,30 @@ MAX_LAYERS = 16
 MAX_MEMBERS = 16
 MAX_PARAMETERS = 100_000_000  # 400 MB of float32; the default model has about 360,000
 MAX_SEED = 2**64 - 1  # torch and numpy both take seeds in [0, 2**64)
+SEED_RANGE = "0..2**64-1"
+END_TOKEN = "."  # the default end token: ends a name and pads the context
+# What a generation request asks for unless told (generation.Request, NameModel.generate, the CLIs)
+DEFAULT_COUNT = 10
+DEFAULT_BATCH_SIZE = 1024
 MAX_GOLDEN_TOLERANCE = 1e-3  # a file cannot make its own self-test pass by loosening it
 # Unicode categories no name character may have: names are printed one per line.
 UNPRINTABLE = ("Cc", "Cs", "Zl", "Zp")  # controls, lone surrogates, line and paragraph separators
+
+
+def valid_seed(seed: int) -> bool:
+    """numpy and torch take seeds in [0, 2**64); numpy refuses others with a traceback."""
+    return 0 <= seed <= MAX_SEED
+
+
+def valid_temperature(temperature: float) -> bool:
+    return temperature >= 0 and math.isfinite(temperature)  # NaN fails the first test
+
+
+def unprintable(chars) -> list[str]:
+    """The characters that cannot stand in a name printed one per line."""
+    import unicodedata
+
+    return [c for c in chars if unicodedata.category(c) in UNPRINTABLE]
 
 
 @dataclass(frozen=True)
@@ -44,7 +65,7 @@ class Vocab:
     """Characters a model knows. Id 0 is the end token; ``chars[i]`` has id ``i + 1``."""
 
     chars: tuple[str, ...]
-    end_token: str = "."
+    end_token: str = END_TOKEN
 
     def __post_init__(self) -> None:
         if any(len(c) != 1 for c in self.chars) or len(self.end_token) != 1:
@@ -146,7 +167,7 @@ class SamplingDefaults:
     max_len: int = 32
 
     def __post_init__(self) -> None:
-        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
+        if not valid_temperature(self.temperature):
             raise ModelFileError("sampling.temperature must be a finite number >= 0")
         if not 1 <= self.min_len <= self.max_len:
             raise ModelFileError("sampling: need 1 <= min_len <= max_len")
@@ -175,8 +196,8 @@ class Provenance:
     data_notice: str | None = None  # credits and licences of the training data
 
     def __post_init__(self) -> None:
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ModelFileError(f"provenance.seed {self.seed} is outside 0..2**64-1")
+        if not valid_seed(self.seed):
+            raise ModelFileError(f"provenance.seed {self.seed} is outside {SEED_RANGE}")
 
 
 @dataclass(frozen=True)

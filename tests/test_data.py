@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from nametool.runtime.errors import DataError
 from nametool.runtime.schema import Vocab
+from nametool.runtime.windows import build_windows
 from nametool.train.data import (
     build_vocab,
-    build_windows,
     clean_names,
     default_dataset_path,
     load_names,

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from nametool.runtime.errors import DataError
 from nametool.train import data
-from nametool.train.data import build_vocab, build_windows, clean_names, load_names
+from nametool.train.data import build_vocab, clean_names, load_names
+from nametool.runtime.windows import build_windows
 
 
 def write(tmp_path, content: bytes, name: str = "names.txt"):

@@ -172,7 +172,7 @@ def test_an_ensemble_trains_exports_within_parity_and_says_so(tmp_path):
     assert model.meta.model.parameter_count(len(model.vocab)) == sum(
         p.numel() for p in result.checkpoint.model.parameters())
     # averaging distributions never loses to the members' average loss (log is concave), and here gains
-    from nametool.train.data import build_windows
+    from nametool.runtime.windows import build_windows
     from nametool.train.loop import Windows, mean_loss
 
     val = Windows.from_numpy(*build_windows(result.checkpoint.splits["val"], model.vocab, 3))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from nametool.runtime.schema import Vocab
-from nametool.train.data import build_windows
+from nametool.runtime.windows import build_windows
 
 K_GRID = tuple(float(k) for k in np.logspace(-3, 1, 17))  # add-k values tried on val
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import codecs
 import hashlib
 import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
@@ -17,12 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from nametool.runtime.errors import DataError, RequestError
-from nametool.runtime.schema import MAX_NAME_LEN, MAX_SEED, UNPRINTABLE, Vocab
+from nametool.runtime.schema import END_TOKEN, MAX_NAME_LEN, SEED_RANGE, Vocab, unprintable, valid_seed
 from nametool.runtime.text import normalise
-from nametool.runtime.windows import build_windows  # noqa: F401  (training's windows are the runtime's)
 
 DEFAULT_DATASET = "indian_names"
-DEFAULT_END_TOKEN = "."
 # The lecture's assumptions define the default dataset: names of 5 to 9 letters.
 DEFAULT_MIN_LEN, DEFAULT_MAX_LEN = 5, 9
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -55,7 +52,7 @@ def load_names(
     *,
     min_len: int | None = None,
     max_len: int | None = None,
-    end_token: str = DEFAULT_END_TOKEN,
+    end_token: str = END_TOKEN,
 ) -> NameSet:
     """Read one name per line (UTF-8). ``path=None`` is the bundled default dataset.
 
@@ -139,7 +136,7 @@ def data_notice(names: NameSet) -> str | None:
     return default_dataset_path().with_name("NOTICE.md").read_text(encoding="utf-8")
 
 
-def clean_names(lines, *, min_len=None, max_len=None, end_token=DEFAULT_END_TOKEN):
+def clean_names(lines, *, min_len=None, max_len=None, end_token=END_TOKEN):
     """Normalise, drop blanks, control characters, names holding the end token, lengths outside
     the bounds (and beyond ``MAX_NAME_LEN``), duplicates. Returns (names, dropped counts)."""
     cleaner = _Cleaner(min_len=min_len, max_len=max_len, end_token=end_token)
@@ -197,10 +194,10 @@ def _describe(dropped: dict[str, int]) -> str:
     return ", ".join(f"{count} {reason}" for reason, count in dropped.items())
 
 
-def build_vocab(names, end_token: str = DEFAULT_END_TOKEN) -> Vocab:
+def build_vocab(names, end_token: str = END_TOKEN) -> Vocab:
     """Every character the names use, sorted, after the end token."""
-    if len(end_token) != 1 or unicodedata.category(end_token) in UNPRINTABLE:
-        raise DataError(f"end token {end_token!r} must be one printable character, such as '.'")
+    if len(end_token) != 1 or unprintable(end_token):
+        raise DataError(f"end token {end_token!r} must be one printable character, such as {END_TOKEN!r}")
     return Vocab(chars=tuple(sorted(set("".join(names)))), end_token=end_token)
 
 
@@ -210,8 +207,8 @@ def split_names(names, seed: int) -> tuple[list[str], list[str], list[str]]:
     The names are sorted first, so the split follows from the set of names and the
     seed alone: a model file, which carries both, can rebuild it without the dataset.
     """
-    if not 0 <= seed <= MAX_SEED:  # numpy refuses negative seeds with a traceback
-        raise RequestError(f"seed {seed} is outside 0..2**64-1")
+    if not valid_seed(seed):
+        raise RequestError(f"seed {seed} is outside {SEED_RANGE}")
     n = len(names)
     n_val = n_test = max(1, round(n * SPLIT_FRACTIONS[1]))
     if n - n_val - n_test < 1:

@@ -16,7 +16,8 @@ from nametool.runtime.errors import ModelFileError
 from nametool.runtime.schema import ModelMeta
 from nametool.runtime.windows import target_logprobs
 from nametool.train.baseline import ngram_loss, tuned_ngram
-from nametool.train.data import build_windows, split_names
+from nametool.train.data import split_names
+from nametool.runtime.windows import build_windows
 
 SPLITS = ("train", "val", "test")
 

@@ -16,7 +16,8 @@ from nametool.runtime.schema import ModelConfig, ModelMeta, Provenance, Sampling
 from nametool.train.baseline import bigram_loss
 from nametool.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from nametool.train.config import TrainConfig
-from nametool.train.data import NameSet, build_vocab, build_windows, data_notice, split_names
+from nametool.train.data import NameSet, build_vocab, data_notice, split_names
+from nametool.runtime.windows import build_windows
 from nametool.train.loop import LoopState, Progress, Windows, mean_loss, resolve_precision, train_model
 from nametool.train.model import CharModel, build_model
 
