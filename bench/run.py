@@ -36,7 +36,8 @@ from nametool.runtime import generation
 from nametool.runtime.model import bundled_models
 from nametool.train.checkpoint import load_checkpoint
 from nametool.train.config import DEFAULT_CONFIG, LECTURE_CONFIG, TrainConfig
-from nametool.train.data import DEFAULT_MAX_LEN, DEFAULT_MIN_LEN, load_names
+from nametool.train.config import DEFAULT_MAX_LEN, DEFAULT_MIN_LEN
+from nametool.train.data import load_names
 from nametool.runtime.windows import build_windows
 from nametool.train.loop import Windows, mean_loss, resolve_precision, train_model
 from nametool.train.model import CharModel, build_model

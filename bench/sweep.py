@@ -21,7 +21,8 @@ from nametool.export.onnx_export import export_onnx
 from nametool.runtime import NameModel
 from nametool.runtime.schema import ModelConfig
 from nametool.train.config import TrainConfig
-from nametool.train.data import DEFAULT_MAX_LEN, DEFAULT_MIN_LEN, load_names
+from nametool.train.config import DEFAULT_MAX_LEN, DEFAULT_MIN_LEN
+from nametool.train.data import load_names
 from nametool.train.pipeline import run_training
 
 # (label, model, training): the lecture's model, then one change at a time. Rows 1 to 14

@@ -10,6 +10,29 @@ from pathlib import Path
 from nametool.runtime.errors import NametoolError
 
 
+def refuse_existing(path: Path, force: bool) -> None:
+    if Path(path).exists() and not force:
+        raise NametoolError(f"{path} exists; pass --force to replace it")
+
+
+def cannot_write(path: Path, exc: OSError) -> NametoolError:
+    return NametoolError(f"{path}: cannot write ({exc.strerror or exc})")
+
+
+def check_writable(path: Path, force: bool) -> None:
+    """Refuse a doomed output before spending minutes on it: the same checks ``atomic_path`` makes."""
+    path = Path(path)
+    refuse_existing(path, force)
+    if not path.parent.is_dir():
+        raise NametoolError(f"{path.parent}: no such folder (for {path})")
+    try:  # the file is written beside its final name, then renamed
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path, *, force: bool = True):
     """Yield a temporary path beside ``path``; on success flush it to disk and rename it over ``path``.
@@ -20,14 +43,13 @@ def atomic_path(path: Path, *, force: bool = True):
     path = Path(path)
     if path.is_dir():
         raise NametoolError(f"{path}: is a folder; give a file name")
-    if path.exists() and not force:
-        raise NametoolError(f"{path} exists; pass --force to replace it")
+    refuse_existing(path, force)
     if not path.parent.is_dir():
         raise NametoolError(f"{path.parent}: no such folder")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise NametoolError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise cannot_write(path, exc) from None
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual mode
@@ -38,7 +60,7 @@ def atomic_path(path: Path, *, force: bool = True):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError):
-            raise NametoolError(f"{path}: cannot write ({exc.strerror or exc})") from None
+            raise cannot_write(path, exc) from None
         raise
     with contextlib.suppress(OSError):  # some file systems cannot sync a folder; the rename is done
         _fsync(path.parent)

@@ -12,6 +12,7 @@ from functools import wraps
 import click
 
 from nametool.runtime.errors import NametoolError
+from nametool.runtime.schema import DEFAULT_BATCH_SIZE, DEFAULT_COUNT, MAX_SEED
 
 
 def user_errors(func):
@@ -27,7 +28,7 @@ def user_errors(func):
     return wrapper
 
 
-SEED = click.IntRange(0, 2**64 - 1)  # what numpy.random.default_rng accepts
+SEED = click.IntRange(0, MAX_SEED)
 
 
 def utf8_argument(ctx, param, value):
@@ -45,7 +46,7 @@ def utf8_argument(ctx, param, value):
 def sampling_options(func):
     """The options of ``generate``, shared with the PyTorch reference ``nametool sample``."""
     options = [
-        click.option("-n", "--count", type=click.IntRange(min=0), default=10, show_default=True,
+        click.option("-n", "--count", type=click.IntRange(min=0), default=DEFAULT_COUNT, show_default=True,
                      help="How many names."),
         click.option("--temperature", type=click.FloatRange(min=0), default=None,
                      help="Softmax temperature; 0 is greedy. Default: the model's (1.0)."),
@@ -61,7 +62,7 @@ def sampling_options(func):
         click.option("--prefix", default="", callback=utf8_argument, help="Names start with these characters."),
         click.option("--unique", is_flag=True, help="No name twice in the output."),
         click.option("--novel", is_flag=True, help="No name of the training data (checked in the model file)."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True,
+        click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
                      help="Names sampled together: one model call per character position."),
         click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text",
                      show_default=True, help="json and csv add each name's log-probability under the model."),
@@ -211,11 +212,6 @@ def info(model_path, as_json, engine) -> None:
     write_text(format_summary(facts))
 
 
-def _norm_and_members(m: dict) -> str:
-    return (", layer norm" if m["norm"] == "layer" else "") + (
-        f", {m['members']} members averaged" if m["members"] > 1 else "")
-
-
 def format_summary(f: dict) -> str:
     m, p, s, v = f["model"], f["provenance"], f["sampling"], f["vocab"]
     loss = "  ".join(f"{k} {p[k + '_loss']:.4f}" for k in ("train", "val", "test") if p[k + "_loss"] is not None)
@@ -223,8 +219,7 @@ def format_summary(f: dict) -> str:
         f"model        {f['path']} ({f['file_bytes'] / 1024:.1f} KiB, schema {f['schema_version']})",
         f"engine       {f['engine']}",
         f"vocabulary   {v['size']}: {v['chars']} + end {v['end_token']!r}",
-        f"network      context {m['context_size']}, embedding {m['embed_dim']}, hidden "
-        f"{','.join(map(str, m['hidden']))}{_norm_and_members(m)}; {m['parameters']:,} parameters",
+        f"network      {m['description']}; {m['parameters']:,} parameters",
         f"sampling     temperature {s['temperature']}, length {s['min_len']}-{s['max_len']}",
         f"loss         {loss} (nats/char)",
         f"data         {p['dataset']} ({p['name_count']:,} names, sha256 {p['dataset_sha256'][:12]}...), "

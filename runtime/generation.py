@@ -22,7 +22,8 @@ import numpy as np
 
 from nametool.runtime.errors import DataError, ModelFileError, RequestError
 from nametool.runtime.sampling import UnusableLogits, draw
-from nametool.runtime.schema import MAX_NAME_LEN, MAX_SEED, ModelMeta
+from nametool.runtime.schema import (DEFAULT_BATCH_SIZE, DEFAULT_COUNT, MAX_NAME_LEN, SEED_RANGE, ModelMeta,
+                                     valid_seed, valid_temperature)
 from nametool.runtime.windows import build_windows, target_logprobs
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]  # (batch, context_size) int64 -> (batch, vocab) float
@@ -36,7 +37,7 @@ UNIQUE_DRAW_EXTRA = 1000
 class Request:
     """What the user asked for. ``None`` lengths and temperature take the model's defaults."""
 
-    count: int = 10
+    count: int = DEFAULT_COUNT
     temperature: float | None = None
     top_k: int | None = None
     top_p: float | None = None
@@ -45,7 +46,7 @@ class Request:
     prefix: str = ""
     unique: bool = False
     novel: bool = False
-    batch_size: int = 1024
+    batch_size: int = DEFAULT_BATCH_SIZE
 
 
 @dataclass(frozen=True)
@@ -99,13 +100,13 @@ def plan(request: Request, meta: ModelMeta) -> Plan:
 
 def make_rng(seed: int | None) -> np.random.Generator:
     """The generator a seed names (None: fresh entropy); numpy refuses negative seeds with a traceback."""
-    if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise RequestError(f"seed {seed} is outside 0..2**64-1")
+    if seed is not None and not valid_seed(seed):
+        raise RequestError(f"seed {seed} is outside {SEED_RANGE}")
     return np.random.default_rng(seed)
 
 
 def check_temperature(temperature: float) -> None:
-    if not (temperature >= 0 and np.isfinite(temperature)):
+    if not valid_temperature(temperature):
         raise RequestError(f"temperature {temperature} must be a finite number >= 0")
 
 

@@ -16,6 +16,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from nametool.train.config import DEFAULT_MAX_LEN, DEFAULT_MIN_LEN
+
 # Titles and honorifics that the record-derived lists carry as first tokens.
 TITLES = frozenset(
     "smt smti shrimati srimati sri shri shree sree kumari kum km md mohd ms miss "
@@ -23,7 +25,6 @@ TITLES = frozenset(
 )
 # Western names the source notes call out as noise in three of the lists.
 WESTERN_NOISE = frozenset("john mary sarah daniel".split())
-MIN_LEN, MAX_LEN = 5, 9
 LETTERS = re.compile(r"^[a-z]+$")
 
 OUT = Path(__file__).resolve().parent.parent / "train" / "data" / "indian_names.txt"
@@ -49,8 +50,8 @@ def main(source_dir: Path) -> None:
             dropped["title or honorific"] += 1
         elif name in WESTERN_NOISE:
             dropped["western noise"] += 1
-        elif not MIN_LEN <= len(name) <= MAX_LEN:
-            dropped[f"length outside {MIN_LEN}-{MAX_LEN}"] += 1
+        elif not DEFAULT_MIN_LEN <= len(name) <= DEFAULT_MAX_LEN:
+            dropped[f"length outside {DEFAULT_MIN_LEN}-{DEFAULT_MAX_LEN}"] += 1
         elif name in kept:
             dropped["duplicate across lists"] += 1
         else:

@@ -5,19 +5,18 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
-import os
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 import click
 
+from nametool.runtime.atomic import check_writable
 from nametool.runtime.cli import SEED, user_errors
-from nametool.runtime.schema import MAX_MEMBERS, NORMS
+from nametool.runtime.schema import END_TOKEN, MAX_MEMBERS, NORMS
 from nametool.train import commands
 from nametool.train.commands import RUNS_DIR, require_torch
-from nametool.train.config import DEFAULT_CONFIG, PRECISIONS, TrainConfig
+from nametool.train.config import DEFAULT_CONFIG, DEFAULT_MAX_LEN, DEFAULT_MIN_LEN, PRECISIONS, TrainConfig
 
 class CommandsByName(click.Group):
     """A group that also offers commands of packages it must not import (STYLE: click's lazily
@@ -63,10 +62,10 @@ def _hidden_sizes(ctx, param, value: str) -> tuple[int, ...]:
 @click.option("--data", type=click.Path(dir_okay=True), default=None,
               help="Names file, one per line, UTF-8. Default: the bundled Indian first names.")
 @click.option("--min-len", type=click.IntRange(min=1), default=None,
-              help="Drop shorter names. Default: 5 on the bundled data, none on --data.")
+              help=f"Drop shorter names. Default: {DEFAULT_MIN_LEN} on the bundled data, none on --data.")
 @click.option("--max-len", type=click.IntRange(min=1), default=None,
-              help="Drop longer names. Default: 9 on the bundled data, none on --data.")
-@click.option("--end-token", default=".", show_default=True, help="The one character that ends a name.")
+              help=f"Drop longer names. Default: {DEFAULT_MAX_LEN} on the bundled data, none on --data.")
+@click.option("--end-token", default=END_TOKEN, show_default=True, help="The one character that ends a name.")
 @click.option("--context-size", type=click.IntRange(min=1), default=DEFAULT_CONFIG.context_size,
               show_default=True, help="Characters of context the model sees.")
 @click.option("--embed-dim", type=click.IntRange(min=1), default=DEFAULT_CONFIG.embed_dim, show_default=True,
@@ -113,7 +112,7 @@ def train(data, min_len, max_len, end_token, context_size, embed_dim, hidden, no
     """
     require_torch()
     from nametool.runtime.schema import ModelConfig
-    from nametool.train.data import DEFAULT_MAX_LEN, DEFAULT_MIN_LEN, load_names
+    from nametool.train.data import load_names
     from nametool.train.pipeline import resume_training, run_training
 
     _check_device(device)
@@ -132,7 +131,7 @@ def train(data, min_len, max_len, end_token, context_size, embed_dim, hidden, no
     if min_len is not None and max_len is not None and min_len > max_len:
         raise click.BadParameter(f"{min_len} is above --max-len {max_len}", param_hint="--min-len")
     if out is not None:
-        _check_writable(Path(out), force)
+        check_writable(Path(out), force)  # before minutes of training
     names = load_names(data, min_len=min_len, max_len=max_len, end_token=end_token)
     click.echo(names.report(), err=True)
     out = Path(out) if out else _new_run_path()
@@ -212,20 +211,6 @@ def _report(result) -> None:
     click.echo(f"checkpoint: {result.path}")
     if result.stopped == "interrupted":
         sys.exit(130)
-
-
-def _check_writable(out: Path, force: bool) -> None:
-    """Refuse a doomed --out before spending minutes on training."""
-    if out.exists() and not force:
-        raise click.ClickException(f"{out} exists; pass --force to replace it")
-    if not out.parent.is_dir():
-        raise click.ClickException(f"{out.parent}: no such folder (for --out {out})")
-    try:  # the checkpoint is written beside its final name, then renamed
-        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=out.parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise click.ClickException(f"{out}: cannot write ({exc.strerror or exc})") from None
 
 
 def _shortened(name: str, asked: int, used: int, why: str) -> int:

@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass
 
 from nametool.runtime.schema import ModelConfig
 
+# The lecture's assumptions define the default dataset: names of 5 to 9 letters.
+DEFAULT_MIN_LEN, DEFAULT_MAX_LEN = 5, 9
+
 DEFAULT_CONFIG = ModelConfig(context_size=10, embed_dim=32, hidden=(512,), members=2)
 LECTURE_CONFIG = ModelConfig(context_size=3, embed_dim=10, hidden=(200,))
 

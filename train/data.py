@@ -19,9 +19,8 @@ from nametool.runtime.errors import DataError, RequestError
 from nametool.runtime.schema import END_TOKEN, MAX_NAME_LEN, SEED_RANGE, Vocab, unprintable, valid_seed
 from nametool.runtime.text import normalise
 
+
 DEFAULT_DATASET = "indian_names"
-# The lecture's assumptions define the default dataset: names of 5 to 9 letters.
-DEFAULT_MIN_LEN, DEFAULT_MAX_LEN = 5, 9
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 READ_BLOCK = 1 << 16  # bytes read at a time: lines of one block are held at once
 LINE_LIMIT = 1 << 16  # a longer line is dropped unread: a name is at most MAX_NAME_LEN characters

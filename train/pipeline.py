@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from nametool.runtime import __version__
-from nametool.runtime.errors import NametoolError
+from nametool.runtime.atomic import refuse_existing
 from nametool.runtime.known import KnownNames
 from nametool.runtime.schema import ModelConfig, ModelMeta, Provenance, SamplingDefaults
 from nametool.train.baseline import bigram_loss
@@ -43,8 +43,7 @@ def run_training(
     should_stop: Callable[[], bool] | None = None,
     force: bool = False,
 ) -> TrainResult:
-    if not force and Path(out).exists():
-        raise NametoolError(f"{out} exists; pass --force to replace it")
+    refuse_existing(out, force)
     vocab = build_vocab(names.names, end_token)
     splits = dict(zip(("train", "val", "test"), split_names(names.names, train_config.seed)))
     lengths = [len(name) for name in splits["train"]]
