@@ -303,8 +303,9 @@ def test_killing_training_never_leaves_a_corrupt_checkpoint(tmp_path):
         if out.exists():  # whatever moment the kill hit, the final name holds a whole checkpoint
             assert load_checkpoint(out).loop.step >= 5, label
         leftovers = [p.name for p in folder.iterdir() if p.name != "model.pt"]
-        if sig == signal.SIGINT:  # Ctrl-C cleans up after itself (a second one may end the interpreter's exit)
-            assert code in (1, 130, -signal.SIGINT) and leftovers == [], (label, code, stderr)
+        if sig == signal.SIGINT:  # Ctrl-C saves and exits 130; a second one aborts at once (click: exit 1)
+            assert code in ((1, 130) if "two" in label else (130,)), (label, code, stderr)
+            assert leftovers == [], (label, stderr)
             assert "Traceback" not in stderr, (label, stderr)
         else:  # SIGKILL cannot be caught: at most a hidden temporary file remains
             assert all(name.startswith(".model.pt.") and name.endswith(".tmp") for name in leftovers), label
@@ -316,7 +317,8 @@ def test_killing_export_never_leaves_a_corrupt_model_file(tiny_run, tmp_path):
     rng = np.random.default_rng(KILL_SEED + 1)
     old = onnx_path.read_bytes()
     cases = {  # name: (signal, when, extra delay, output already there)
-        "sigkill at a random moment": (signal.SIGKILL, "start", rng.uniform(0.5, 5.0), False),
+        # an export of the tiny model takes about 3.8 s on the 2-core Xeon: the kill lands before it ends
+        "sigkill at a random moment": (signal.SIGKILL, "start", rng.uniform(0.5, 3.0), False),
         "sigkill while writing over an old file": (signal.SIGKILL, "writing", rng.uniform(0.0, 0.005), True),
         "sigint while writing": (signal.SIGINT, "writing", rng.uniform(0.0, 0.005), False),
     }
@@ -335,6 +337,8 @@ def test_killing_export_never_leaves_a_corrupt_model_file(tiny_run, tmp_path):
                                                                          range(len(cases))):
         folder = tmp_path / f"export{i}"
         out = folder / "m.onnx"
+        # the kill landed before the export finished: SIGKILL ends the process, Ctrl-C aborts (click: exit 1)
+        assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 1), (label, code, stderr)
         if out.exists() and out.read_bytes() != old:  # a finished export, or the old file: never a torn one
             assert NameModel.load(out).meta.golden is not None, label
         assert out.exists() or not existing, label  # nothing lost: the old file stays until the new one is whole

@@ -121,9 +121,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
     except (KeyError, TypeError) as exc:
         raise ModelFileError(f"{path}: damaged checkpoint (metadata: {type(exc).__name__})") from None
     try:
-        model = build_model(len(meta.vocab), meta.model)
-        model.load_state_dict(payload["state_dict"], strict=True)
         train_config = _train_config(json.loads(payload["train_config"]))
+        model = build_model(len(meta.vocab), meta.model, dropout=train_config.dropout)  # as it trains on resume
+        model.load_state_dict(payload["state_dict"], strict=True)
         resume = payload["resume"]
         loop = LoopState(**json.loads(resume["numbers"]), history=json.loads(payload["history"]),
                          optimizer=resume["optimizer"], batch_rng=resume["batch_rng"],

@@ -119,8 +119,9 @@ def train(data, min_len, max_len, end_token, context_size, embed_dim, hidden, no
     if resume:
         from nametool.train.checkpoint import load_checkpoint
 
-        with _progress_bar(load_checkpoint(Path(resume)).train_config.steps) as (progress, stop):
-            result = resume_training(Path(resume), progress=progress, should_stop=stop)
+        ckpt = load_checkpoint(Path(resume))
+        with _progress_bar(ckpt.train_config.steps) as (progress, stop):
+            result = resume_training(Path(resume), progress=progress, should_stop=stop, checkpoint=ckpt)
         _report(result)
         return
     if len(end_token) != 1:

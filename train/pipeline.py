@@ -65,11 +65,11 @@ def run_training(
 
 
 def resume_training(
-    path: Path, *, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None
+    path: Path, *, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> TrainResult:
-    """Continue the run saved in ``path`` and write the result back to it."""
-    ckpt = load_checkpoint(path)
-    ckpt.model = build_model(len(ckpt.meta.vocab), ckpt.meta.model, dropout=ckpt.train_config.dropout)
+    """Continue the run saved in ``path`` (or its ``checkpoint``, already loaded) and write the result back."""
+    ckpt = load_checkpoint(path) if checkpoint is None else checkpoint
     return _run(ckpt, path, progress, should_stop)
 
 
