@@ -39,9 +39,9 @@ from nametool.train.config import DEFAULT_CONFIG, LECTURE_CONFIG, TrainConfig
 from nametool.train.config import DEFAULT_MAX_LEN, DEFAULT_MIN_LEN
 from nametool.train.data import load_names
 from nametool.runtime.windows import build_windows
-from nametool.train.loop import Windows, mean_loss, resolve_precision, train_model
+from nametool.train.training import Windows, mean_loss, resolve_precision, train_model
 from nametool.train.model import CharModel, build_model
-from nametool.train.pipeline import run_training
+from nametool.train.training import run_training
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

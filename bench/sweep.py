@@ -23,7 +23,7 @@ from nametool.runtime.schema import ModelConfig
 from nametool.train.config import TrainConfig
 from nametool.train.config import DEFAULT_MAX_LEN, DEFAULT_MIN_LEN
 from nametool.train.data import load_names
-from nametool.train.pipeline import run_training
+from nametool.train.training import run_training
 
 # (label, model, training): the lecture's model, then one change at a time. Rows 1 to 14
 # train in fp32; rows 15 on change the batch, the precision and the number of members.

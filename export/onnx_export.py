@@ -141,25 +141,19 @@ def export_onnx(ckpt: Checkpoint, out: Path, *, opset: int = MIN_OPSET, quantize
 
     if opset < MIN_OPSET:
         raise NametoolError(f"opset {opset} is below the minimum {MIN_OPSET}")
-    out = Path(out)
     meta = ckpt.meta.with_provenance(
         onnx_version=onnx.__version__,
         exported=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
-    proto = fp32 = trace(ckpt, opset)
-    drift, checked = None, 0
+    fp32 = trace(ckpt, opset)
     if quantize == "int8":
-        proto = quantize_int8(fp32)
-        contexts, targets = build_windows(ckpt.splits["val"], meta.vocab, meta.model.context_size)
-        int8 = _session_model(proto, meta)
-        drift = measure_drift(_session_model(fp32, meta).logits, int8.logits, contexts, targets)
-        own = {f"{split}_loss": split_loss(int8.logits, meta, ckpt.splits[split]) for split in ("train", "test")}
-        own["val_loss"] = drift.val_loss  # measured on these very windows just now
-        meta, checked = replace(meta.with_provenance(**own), quantization=drift), len(contexts)
+        proto, meta, drift, checked = _int8(ckpt, fp32, meta)
+    else:
+        proto, drift, checked = fp32, None, 0
     contexts = golden_contexts(ckpt.splits["val"], meta.vocab.chars, meta.model.context_size)
     meta = seal(proto, replace(meta, golden=make_golden(_session_model(proto, meta), contexts, GOLDEN_TOLERANCE)))
     set_metadata(fp32, meta)  # only to report the fp32 file size beside an int8 one
-    with atomic_path(out, force=force) as tmp:
+    with atomic_path(Path(out), force=force) as tmp:
         onnx.save_model(proto, tmp)
         model = NameModel.load(tmp)
         check = verify(model)
@@ -167,11 +161,27 @@ def export_onnx(ckpt: Checkpoint, out: Path, *, opset: int = MIN_OPSET, quantize
             raise ExportMismatch(f"the written file fails its own self-test ({check.message}); nothing written")
         worst = None
         if quantize is None:
-            contexts = validation_contexts(ckpt)
-            worst, checked = parity(ckpt, model, contexts), len(contexts)
-            if not worst <= PARITY_TOLERANCE:
-                raise ExportMismatch(
-                    f"onnxruntime and PyTorch disagree by {worst:.2e} (> {PARITY_TOLERANCE:.0e}); nothing written"
-                )
+            worst, checked = _fp32_parity(ckpt, model)
         size = tmp.stat().st_size
-    return ExportReport(out, checked, worst, drift, size, fp32.ByteSize())
+    return ExportReport(Path(out), checked, worst, drift, size, fp32.ByteSize())
+
+
+def _int8(ckpt: Checkpoint, fp32, meta: ModelMeta):
+    """(int8 proto, meta with its own losses and drift, drift, windows checked); raises past the bounds."""
+    proto = quantize_int8(fp32)
+    contexts, targets = build_windows(ckpt.splits["val"], meta.vocab, meta.model.context_size)
+    int8 = _session_model(proto, meta)
+    drift = measure_drift(_session_model(fp32, meta).logits, int8.logits, contexts, targets)
+    own = {f"{split}_loss": split_loss(int8.logits, meta, ckpt.splits[split]) for split in ("train", "test")}
+    own["val_loss"] = drift.val_loss  # measured on these very windows just now
+    return proto, replace(meta.with_provenance(**own), quantization=drift), drift, len(contexts)
+
+
+def _fp32_parity(ckpt: Checkpoint, model: NameModel) -> tuple[float, int]:
+    """The written file against PyTorch on every validation context; raises past the tolerance."""
+    contexts = validation_contexts(ckpt)
+    worst = parity(ckpt, model, contexts)
+    if not worst <= PARITY_TOLERANCE:
+        raise ExportMismatch(f"onnxruntime and PyTorch disagree by {worst:.2e} (> {PARITY_TOLERANCE:.0e}); "
+                             "nothing written")
+    return worst, len(contexts)

@@ -239,10 +239,6 @@ class NameModel:
         if not np.isfinite(self.logits(contexts)).all():
             raise ModelFileError(f"{self.path}: the model gives NaN or infinite logits; refusing to sample from it")
 
-    def encode_context(self, text: str) -> np.ndarray:
-        """The model's input for "what follows ``text``": its last characters, left-padded."""
-        return encode_context(self.meta, text)
-
     def next_char_distribution(self, text: str = "", *, temperature: float = 1.0) -> dict[str, float]:
         """P(next character | ``text``), most likely first. The end token means "the name ends"."""
         return next_char_distribution(self.logits, self.meta, text, temperature=temperature)
@@ -262,11 +258,6 @@ class NameModel:
         return generation.score(self.logits, self.meta, [normalise(name) for name in names])
 
 
-def encode_context(meta: ModelMeta, text: str) -> np.ndarray:
-    """``(1, context_size)`` ids of the last characters of ``text``, left-padded with the end id."""
-    return encode_contexts(meta, [text])
-
-
 def encode_contexts(meta: ModelMeta, texts) -> np.ndarray:
     """``(len(texts), context_size)``: each text's last characters, left-padded with the end id."""
     size, rows = meta.model.context_size, []
@@ -282,7 +273,7 @@ def encode_contexts(meta: ModelMeta, texts) -> np.ndarray:
 def next_char_distribution(logits_fn, meta: ModelMeta, text: str = "", *, temperature: float = 1.0):
     """P(next character | ``text``) under any logits function, most likely first."""
     generation.check_temperature(temperature)
-    probs = next_char_probs(logits_fn(encode_context(meta, text)), temperature)[0]
+    probs = next_char_probs(logits_fn(encode_contexts(meta, [text])), temperature)[0]
     order = np.argsort(-probs, kind="stable")
     itos = meta.vocab.itos()
     return {itos[i]: float(probs[i]) for i in order}

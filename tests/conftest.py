@@ -21,7 +21,7 @@ def tiny_run(tmp_path_factory):
     from nametool.runtime.schema import ModelConfig
     from nametool.train.data import load_names
     from nametool.train.config import TrainConfig
-    from nametool.train.pipeline import run_training
+    from nametool.train.training import run_training
 
     folder = tmp_path_factory.mktemp("tiny_run")
     names = load_names(TINY_NAMES)

@@ -77,7 +77,7 @@ def shaped_files(tmp_path_factory):
     from nametool.runtime.schema import ModelConfig
     from nametool.train.config import TrainConfig
     from nametool.train.data import load_names
-    from nametool.train.pipeline import run_training
+    from nametool.train.training import run_training
 
     from .conftest import TINY_NAMES
 

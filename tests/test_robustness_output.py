@@ -54,7 +54,7 @@ def devanagari_model(tmp_path_factory):
     from nametool.runtime.schema import ModelConfig
     from nametool.train.config import TrainConfig
     from nametool.train.data import load_names
-    from nametool.train.pipeline import run_training
+    from nametool.train.training import run_training
 
     folder = tmp_path_factory.mktemp("devanagari")
     data = folder / "names.txt"

@@ -22,7 +22,7 @@ from nametool.train.checkpoint import load_checkpoint  # noqa: E402
 from nametool.train.cli import main as tool_main  # noqa: E402
 from nametool.train.config import TrainConfig  # noqa: E402
 from nametool.train.data import load_names  # noqa: E402
-from nametool.train.pipeline import resume_training, run_training  # noqa: E402
+from nametool.train.training import resume_training, run_training  # noqa: E402
 
 from .conftest import TINY_NAMES  # noqa: E402
 
@@ -173,7 +173,7 @@ def test_an_ensemble_trains_exports_within_parity_and_says_so(tmp_path):
         p.numel() for p in result.checkpoint.model.parameters())
     # averaging distributions never loses to the members' average loss (log is concave), and here gains
     from nametool.runtime.windows import build_windows
-    from nametool.train.loop import Windows, mean_loss
+    from nametool.train.training import Windows, mean_loss
 
     val = Windows.from_numpy(*build_windows(result.checkpoint.splits["val"], model.vocab, 3))
     own = [mean_loss(member, val) for member in result.checkpoint.model.members]
@@ -193,7 +193,7 @@ def test_an_ensemble_trains_exports_within_parity_and_says_so(tmp_path):
     ("auto", "cpu", False, "fp32"), ("auto", "cuda", True, "fp32"),
 ])
 def test_precision_auto_takes_bf16_only_on_cpus_with_amx(asked, device, amx, resolved, monkeypatch):
-    from nametool.train.loop import resolve_precision
+    from nametool.train.training import resolve_precision
 
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
     assert resolve_precision(asked, device) == resolved

@@ -11,7 +11,8 @@ import json
 import pickle
 import re
 import warnings
-from dataclasses import dataclass, fields
+import math
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -20,8 +21,24 @@ from nametool.runtime.atomic import atomic_path
 from nametool.runtime.errors import ModelFileError, NametoolError
 from nametool.runtime.schema import ModelMeta, check_types
 from nametool.train.config import TrainConfig
-from nametool.train.loop import LoopState
 from nametool.train.model import CharModel, build_model
+
+@dataclass
+class LoopState:
+    """Everything needed to continue a run: saved in the checkpoint as plain tensors and numbers."""
+
+    step: int = 0
+    optimizer: dict | None = None
+    batch_rng: torch.Tensor | None = None  # torch.Generator state for batch sampling
+    torch_rng: torch.Tensor | None = None  # torch's global state (dropout)
+    smoothed: float | None = None
+    best_val: float = math.inf
+    best_weights: dict | None = None
+    last_weights: dict | None = None  # where a resumed run continues from
+    bad_evals: int = 0
+    history: dict[str, list[float]] = field(default_factory=lambda: {"step": [], "train_loss": [], "val_loss": []})
+    seconds: float = 0.0
+
 
 FORMAT = "nametool-checkpoint"
 FORMAT_VERSION = 1
@@ -92,7 +109,26 @@ class _Writer:
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
+    """Read a checkpoint back; anything foreign, damaged or newer is a one-line ModelFileError."""
     path = Path(path)
+    payload = _read_payload(path)
+    try:
+        meta = ModelMeta.from_json(payload["meta"])
+    except ModelFileError as exc:  # e.g. a schema version this nametool does not read
+        raise ModelFileError(f"{path}: {exc}") from None
+    except (KeyError, TypeError) as exc:
+        raise ModelFileError(f"{path}: damaged checkpoint (metadata: {type(exc).__name__})") from None
+    try:
+        return _from_payload(payload, meta)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        detail = " ".join(str(exc).split())[:120]  # one line: torch's state-dict errors span several
+        raise ModelFileError(f"{path}: damaged checkpoint ({type(exc).__name__}: {detail})") from None
+
+
+def _read_payload(path: Path) -> dict:
+    """The saved containers, through ``weights_only``: a pickled Python object is refused unrun."""
     if not path.exists():
         raise ModelFileError(f"{path}: no such checkpoint file")
     if not path.is_file():
@@ -114,29 +150,21 @@ def load_checkpoint(path: Path) -> Checkpoint:
     if payload.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(f"{path}: checkpoint format version {payload.get('format_version')!r} is not one "
                              f"this nametool reads ({FORMAT_VERSION}); retrain or use a matching nametool")
-    try:
-        meta = ModelMeta.from_json(payload["meta"])
-    except ModelFileError as exc:  # e.g. a schema version this nametool does not read
-        raise ModelFileError(f"{path}: {exc}") from None
-    except (KeyError, TypeError) as exc:
-        raise ModelFileError(f"{path}: damaged checkpoint (metadata: {type(exc).__name__})") from None
-    try:
-        train_config = _train_config(json.loads(payload["train_config"]))
-        model = build_model(len(meta.vocab), meta.model, dropout=train_config.dropout)  # as it trains on resume
-        model.load_state_dict(payload["state_dict"], strict=True)
-        resume = payload["resume"]
-        loop = LoopState(**json.loads(resume["numbers"]), history=json.loads(payload["history"]),
-                         optimizer=resume["optimizer"], batch_rng=resume["batch_rng"],
-                         torch_rng=resume["torch_rng"], last_weights=resume["last_weights"],
-                         best_weights=resume["best_weights"])
-        splits = json.loads(payload["splits"])
-    except ModelFileError as exc:
-        raise ModelFileError(f"{path}: {exc}") from None
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        detail = " ".join(str(exc).split())[:120]  # one line: torch's state-dict errors span several
-        raise ModelFileError(f"{path}: damaged checkpoint ({type(exc).__name__}: {detail})") from None
+    return payload
+
+
+def _from_payload(payload: dict, meta: ModelMeta) -> Checkpoint:
+    train_config = _train_config(json.loads(payload["train_config"]))
+    model = build_model(len(meta.vocab), meta.model, dropout=train_config.dropout)  # as it trains on resume
+    model.load_state_dict(payload["state_dict"], strict=True)
+    resume = payload["resume"]
+    loop = LoopState(**json.loads(resume["numbers"]), history=json.loads(payload["history"]),
+                     optimizer=resume["optimizer"], batch_rng=resume["batch_rng"],
+                     torch_rng=resume["torch_rng"], last_weights=resume["last_weights"],
+                     best_weights=resume["best_weights"])
+    splits = json.loads(payload["splits"])
     if not _finite(model.state_dict()):
-        raise ModelFileError(f"{path}: the weights hold NaN or inf; refusing to use them")
+        raise ModelFileError("the weights hold NaN or inf; refusing to use them")
     model.eval()
     return Checkpoint(meta, model, splits, train_config, loop)
 

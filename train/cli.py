@@ -113,7 +113,7 @@ def train(data, min_len, max_len, end_token, context_size, embed_dim, hidden, no
     require_torch()
     from nametool.runtime.schema import ModelConfig
     from nametool.train.data import load_names
-    from nametool.train.pipeline import resume_training, run_training
+    from nametool.train.training import resume_training, run_training
 
     _check_device(device)
     if resume:

@@ -1,0 +1,272 @@
+"""One training run, read top to bottom: data and split -> model -> the loop -> checkpoint.
+
+``run_training`` starts a run and ``resume_training`` continues a saved one; both go
+through ``_run``, which builds the windows, runs ``train_model`` (AdamW, linear warm-up
+then cosine decay, minibatches of windows) and writes the checkpoint after every
+evaluation and at the end. Every random choice comes from state the loop can save and
+restore (a batch generator, torch's global generator for dropout), so a resumed run
+continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from nametool.runtime import __version__
+from nametool.runtime.atomic import refuse_existing
+from nametool.runtime.known import KnownNames
+from nametool.runtime.schema import END_TOKEN, ModelConfig, ModelMeta, Provenance, SamplingDefaults
+from nametool.runtime.windows import build_windows
+from nametool.train.baseline import bigram_loss
+from nametool.train.checkpoint import Checkpoint, LoopState, load_checkpoint, save_checkpoint
+from nametool.train.config import TrainConfig
+from nametool.train.data import NameSet, build_vocab, data_notice, split_names
+from nametool.train.model import CharModel, build_model
+
+Progress = Callable[[int, float, float | None], None]  # (step, train loss, val loss or None)
+Hook = Callable[[LoopState], None]  # called after each evaluation, e.g. to save a checkpoint
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: Checkpoint
+    path: Path
+    losses: dict[str, float]  # train / val / test, nats per character, best weights
+    bigram: dict[str, float]  # the same for an add-one bigram count model
+    seconds: float
+    stopped: str  # "finished", "early stop" or "interrupted"
+
+
+def run_training(
+    names: NameSet,
+    config: ModelConfig,
+    train_config: TrainConfig,
+    out: Path,
+    *,
+    end_token: str = END_TOKEN,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    force: bool = False,
+) -> TrainResult:
+    refuse_existing(out, force)
+    vocab = build_vocab(names.names, end_token)
+    splits = dict(zip(("train", "val", "test"), split_names(names.names, train_config.seed)))
+    lengths = [len(name) for name in splits["train"]]
+    meta = ModelMeta(
+        vocab=vocab,
+        model=config,
+        sampling=SamplingDefaults(min_len=min(lengths), max_len=max(lengths)),
+        provenance=Provenance(
+            dataset=Path(names.source).name, dataset_sha256=names.sha256, name_count=len(names.names),
+            seed=train_config.seed, steps=train_config.steps, nametool_version=__version__,
+            torch_version=torch.__version__, data_notice=data_notice(names),
+        ),
+        known_names=KnownNames.from_names(names.names),
+    )
+    torch.manual_seed(train_config.seed)  # the initial weights
+    model = build_model(len(vocab), config, dropout=train_config.dropout)
+    ckpt = Checkpoint(meta, model, splits, train_config, LoopState())
+    return _run(ckpt, out, progress, should_stop)
+
+
+def resume_training(
+    path: Path, *, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> TrainResult:
+    """Continue the run saved in ``path`` (or its ``checkpoint``, already loaded) and write the result back."""
+    ckpt = load_checkpoint(path) if checkpoint is None else checkpoint
+    return _run(ckpt, path, progress, should_stop)
+
+
+def _run(ckpt: Checkpoint, out: Path, progress, should_stop) -> TrainResult:
+    device = ckpt.train_config.device
+    # what "auto" means here, recorded in every save (a resumed run keeps what it started with)
+    precision = resolve_precision(ckpt.train_config.precision, torch.device(device).type)
+    ckpt.train_config = replace(ckpt.train_config, precision=precision)
+    model = ckpt.model.to(device)
+    vocab, context_size = ckpt.meta.vocab, ckpt.meta.model.context_size
+    windows = {split: Windows.from_numpy(*build_windows(part, vocab, context_size), device=device)
+               for split, part in ckpt.splits.items()}
+
+    def save(state: LoopState) -> None:  # after every evaluation: a killed run resumes from here
+        save_checkpoint(out, _finished(ckpt, model, state, windows=None), force=True)
+
+    outcome = train_model(model, windows["train"], windows["val"], ckpt.train_config, state=ckpt.loop,
+                          progress=progress, after_eval=save, should_stop=should_stop)
+    final = _finished(ckpt, model, outcome.state, windows)
+    save_checkpoint(out, final, force=True)
+    bigram = {split: bigram_loss(ckpt.splits["train"], part, vocab) for split, part in ckpt.splits.items()}
+    prov = final.meta.provenance
+    losses = {"train": prov.train_loss, "val": prov.val_loss, "test": prov.test_loss}
+    return TrainResult(final, Path(out), losses, bigram, outcome.state.seconds, outcome.stopped)
+
+
+def _finished(ckpt: Checkpoint, model: CharModel, state: LoopState, windows) -> Checkpoint:
+    """The checkpoint as of ``state``: best weights, and losses when the splits are given."""
+    with torch.random.fork_rng(devices=[]):  # a fresh model draws its init: not from the run's generator
+        best = build_model(len(ckpt.meta.vocab), ckpt.meta.model)
+    best.load_state_dict(state.best_weights or state.last_weights or model.state_dict())
+    best.eval()
+    changes = {"steps": state.step, "train_seconds": round(state.seconds, 2),
+               "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    if windows is not None:
+        cpu = {split: Windows(w.contexts.cpu(), w.targets.cpu()) for split, w in windows.items()}
+        changes.update({f"{split}_loss": mean_loss(best, data) for split, data in cpu.items()})
+    meta = ckpt.meta.with_provenance(**changes)
+    return replace(ckpt, meta=meta, model=best, loop=state)
+
+
+# -- the loop ------------------------------------------------------------------------------------
+
+@dataclass
+class Windows:
+    """All (context, next id) pairs of one split as tensors."""
+
+    contexts: torch.Tensor  # (windows, context_size) int64
+    targets: torch.Tensor  # (windows,) int64
+
+    @classmethod
+    def from_numpy(cls, contexts: np.ndarray, targets: np.ndarray, device: str = "cpu") -> Windows:
+        return cls(torch.from_numpy(contexts).to(device), torch.from_numpy(targets).to(device))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: LoopState
+    stopped: str  # "finished", "early stop" or "interrupted"
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` is bf16 where the CPU multiplies bf16 matrices in hardware (AMX), else fp32."""
+    if precision != "auto":
+        return precision
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)  # private in torch 2.x: may vanish
+    return "bf16" if device == "cpu" and amx() else "fp32"
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@torch.no_grad()
+def mean_loss(model: CharModel, data: Windows, chunk: int = 65536) -> float:
+    """Cross-entropy in nats per character over every window of a split."""
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    for start in range(0, len(data.targets), chunk):
+        logits = model(data.contexts[start:start + chunk])
+        total += F.cross_entropy(logits, data.targets[start:start + chunk], reduction="sum").item()
+    model.train(was_training)
+    return total / len(data.targets)
+
+
+def train_model(
+    model: CharModel,
+    train: Windows,
+    val: Windows,
+    config: TrainConfig,
+    *,
+    state: LoopState | None = None,
+    progress: Progress | None = None,
+    after_eval: Hook | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Outcome:
+    """Train in place from ``state`` (a fresh run if None); the model ends with its best weights."""
+    state = state or LoopState()
+    optimizer, gen = _start(model, train, config, state)
+    bf16 = resolve_precision(config.precision, train.targets.device.type) == "bf16"
+    started = time.perf_counter() - state.seconds
+    stopped = "finished"
+    while state.step < config.steps:
+        if should_stop is not None and should_stop():
+            stopped = "interrupted"
+            break
+        _step(model, optimizer, gen, train, config, state, bf16)
+        val_loss = None
+        if state.step % config.eval_every == 0 or state.step == config.steps:
+            val_loss = _evaluate(model, val, state)
+            state.seconds = time.perf_counter() - started
+            _snapshot(state, model, optimizer, gen)
+            if after_eval is not None:
+                after_eval(state)
+        if progress is not None:
+            progress(state.step, state.smoothed, val_loss)
+        if config.patience is not None and state.bad_evals >= config.patience:
+            stopped = "early stop"
+            break
+    state.seconds = time.perf_counter() - started
+    _snapshot(state, model, optimizer, gen)
+    if state.best_weights is not None:
+        model.load_state_dict(state.best_weights)
+    model.eval()
+    return Outcome(state, stopped)
+
+
+def _start(model: CharModel, train: Windows, config: TrainConfig, state: LoopState):
+    """The optimizer and the batch generator: fresh, or as ``state`` saved them."""
+    gen = torch.Generator(device=train.targets.device)
+    gen.manual_seed(config.seed)
+    device = train.targets.device.type
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                  fused=device in ("cpu", "cuda"))  # one kernel for all parameters
+    if state.optimizer is not None:  # a resumed run
+        model.load_state_dict(state.last_weights)
+        optimizer.load_state_dict(state.optimizer)
+        gen.set_state(state.batch_rng)
+        torch.set_rng_state(state.torch_rng)
+    else:
+        torch.manual_seed(config.seed)
+    model.train()
+    return optimizer, gen
+
+
+def _step(model: CharModel, optimizer, gen: torch.Generator, train: Windows, config: TrainConfig,
+          state: LoopState, bf16: bool) -> None:
+    """One optimisation step on a random minibatch of windows."""
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(state.step, config)
+    batch = torch.randint(len(train.targets), (config.batch_size,), generator=gen, device=gen.device)
+    with torch.autocast(train.targets.device.type, dtype=torch.bfloat16, enabled=bf16):
+        outputs = model.member_logits(train.contexts[batch])  # one (batch, vocab) per member
+    targets = train.targets[batch]  # each member fits the data on its own; their losses are averaged
+    loss = sum(F.cross_entropy(out.float(), targets) for out in outputs) / len(outputs)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    value = loss.item()
+    state.smoothed = value if state.smoothed is None else 0.95 * state.smoothed + 0.05 * value
+    state.step += 1
+
+
+def _evaluate(model: CharModel, val: Windows, state: LoopState) -> float:
+    val_loss = mean_loss(model, val)
+    state.history["step"].append(state.step)
+    state.history["train_loss"].append(state.smoothed)
+    state.history["val_loss"].append(val_loss)
+    if val_loss < state.best_val:
+        state.best_val, state.bad_evals = val_loss, 0
+        state.best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    else:
+        state.bad_evals += 1
+    return val_loss
+
+
+def _snapshot(state: LoopState, model: CharModel, optimizer, gen: torch.Generator) -> None:
+    state.last_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state.optimizer = copy.deepcopy(optimizer.state_dict())
+    state.batch_rng = gen.get_state()
+    state.torch_rng = torch.get_rng_state()
