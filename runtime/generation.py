@@ -160,46 +160,57 @@ def _sample_chunk(logits_fn: LogitsFn, meta: ModelMeta, p: Plan, uniforms: np.nd
     out = np.full((rows, p.max_len), end, dtype=np.int64)
     out[:, :len(p.prefix_ids)] = p.prefix_ids
     row = np.arange(rows)  # which output row each still-active context belongs to
-    key = np.zeros(rows, dtype=np.int64)  # the ids drawn so far, as one base-vocab number per row
-    share_steps = _exact_key_steps(len(meta.vocab)) if SHARE_UNTIL > 0 else 0
-    for step, pos in enumerate(range(len(p.prefix_ids), p.max_len)):  # at max_len the end is forced
+    model = SharedRows(logits_fn, len(meta.vocab), rows)
+    for pos in range(len(p.prefix_ids), p.max_len):  # at max_len the end is forced
         forbid = end if pos < p.min_len else None
-        if step < share_steps:
-            logits, share = _shared_logits(logits_fn, context, key)
-            if not share:
-                share_steps = 0
-        else:
-            logits = logits_fn(context)
         try:
-            ids = draw(logits, uniforms[row, pos], temperature=p.temperature, top_k=p.top_k,
+            ids = draw(model.logits(context), uniforms[row, pos], temperature=p.temperature, top_k=p.top_k,
                        top_p=p.top_p, forbid=forbid)
         except UnusableLogits as exc:
             raise _unusable(exc, meta.vocab.decode(out[row[exc.row], :pos]), forbid is not None, p) from None
         going = ids != end
         if not going.all():  # retire finished names
-            row, context, ids, key = row[going], context[going], ids[going], key[going]
+            row, context, ids = row[going], context[going], ids[going]
             if not len(row):
                 break
-        if step + 1 < share_steps:
-            key = key * len(meta.vocab) + ids
+        model.advance(going, ids)
         out[row, pos] = ids
         context[:, :-1] = context[:, 1:]
         context[:, -1] = ids
     return _decode_rows(out, meta)
 
 
-def _shared_logits(logits_fn: LogitsFn, context: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Logits for every row from one model call per distinct context, and whether sharing still pays.
+class SharedRows:
+    """The logits call, with rows that have drawn the same ids so far sharing one row of it.
 
     All rows start from the same context, so early positions hold few distinct
     ones (a single one at the first, at most one per character at the second):
-    rows with the same ``key`` drew the same ids, hence have the same context.
-    Each row still gets its own uniform. Once almost every row is distinct it
-    stays so (until the context window slides past the first ids drawn), and the
-    caller stops looking.
+    rows with the same ``key`` (the ids drawn so far, as one base-vocab number)
+    have the same context. Each row still gets its own uniform, so the names are
+    those of unshared calls. Once almost every row is distinct it stays so (until
+    the window slides past the first ids drawn), and sharing stops.
     """
-    distinct, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    return np.asarray(logits_fn(context[first]))[inverse], len(distinct) < SHARE_UNTIL * len(key)
+
+    def __init__(self, logits_fn: LogitsFn, vocab_size: int, rows: int):
+        self._logits_fn, self._base = logits_fn, vocab_size
+        self._steps = _exact_key_steps(vocab_size) if SHARE_UNTIL > 0 else 0  # before a key could overflow
+        self._key = np.zeros(rows, dtype=np.int64)
+
+    def logits(self, context: np.ndarray) -> np.ndarray:
+        if self._steps <= 0:
+            return self._logits_fn(context)
+        distinct, first, inverse = np.unique(self._key, return_index=True, return_inverse=True)
+        if len(distinct) >= SHARE_UNTIL * len(self._key):
+            self._steps = 0  # this call still shares; the next ones do not
+        return np.asarray(self._logits_fn(context[first]))[inverse]
+
+    def advance(self, going: np.ndarray, ids: np.ndarray) -> None:
+        """The rows still going (a mask over the last call's rows) drew ``ids``."""
+        if self._steps <= 0:
+            return
+        self._steps -= 1
+        if self._steps > 0:
+            self._key = self._key[going] * self._base + ids
 
 
 def _exact_key_steps(vocab_size: int) -> int:
