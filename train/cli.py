@@ -103,26 +103,19 @@ def _hidden_sizes(ctx, param, value: str) -> tuple[int, ...]:
 @click.option("--resume", type=click.Path(dir_okay=False), default=None,
               help="Continue the run saved in this checkpoint (its own settings; other options ignored).")
 @user_errors
-def train(data, min_len, max_len, end_token, context_size, embed_dim, hidden, norm, members, dropout, steps,
-          batch_size, lr, warmup, weight_decay, eval_every, patience, seed, device, precision, out, force, resume):
+def train(data, min_len, max_len, end_token, out, force, resume, **settings):
     """Train the MLP and write a checkpoint (weights, config, vocabulary and split in one file).
 
     Ctrl-C stops at the next step, saves the best weights so far and the state
     to continue with --resume.
     """
     require_torch()
-    from nametool.runtime.schema import ModelConfig
     from nametool.train.data import load_names
-    from nametool.train.training import resume_training, run_training
+    from nametool.train.training import run_training
 
-    _check_device(device)
+    _check_device(settings["device"])
     if resume:
-        from nametool.train.checkpoint import load_checkpoint
-
-        ckpt = load_checkpoint(Path(resume))
-        with _progress_bar(ckpt.train_config.steps) as (progress, stop):
-            result = resume_training(Path(resume), progress=progress, should_stop=stop, checkpoint=ckpt)
-        _report(result)
+        _resume(Path(resume))
         return
     if len(end_token) != 1:
         raise click.BadParameter(f"{end_token!r} must be exactly one character", param_hint="--end-token")
@@ -133,19 +126,38 @@ def train(data, min_len, max_len, end_token, context_size, embed_dim, hidden, no
         raise click.BadParameter(f"{min_len} is above --max-len {max_len}", param_hint="--min-len")
     if out is not None:
         check_writable(Path(out), force)  # before minutes of training
+    config, train_config = _configs(settings)
     names = load_names(data, min_len=min_len, max_len=max_len, end_token=end_token)
     click.echo(names.report(), err=True)
     out = Path(out) if out else _new_run_path()
-    config = ModelConfig(context_size=context_size, embed_dim=embed_dim, hidden=hidden, norm=norm, members=members)
-    train_config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                               warmup=_shortened("--warmup", warmup, min(warmup, steps // 10),
-                                                 "at most a tenth of --steps"),
-                               dropout=dropout, patience=patience, seed=seed, device=device, precision=precision,
-                               eval_every=_shortened("--eval-every", eval_every, min(eval_every, steps),
-                                                     "at most --steps"))
-    with _progress_bar(steps) as (progress, stop):
+    with _progress_bar(train_config.steps) as (progress, stop):
         result = run_training(names, config, train_config, out, end_token=end_token, progress=progress,
                               should_stop=stop, force=True)
+    _report(result)
+
+
+def _configs(settings: dict):
+    """The model's shape and the training settings from the options named after their fields."""
+    from dataclasses import fields
+
+    from nametool.runtime.schema import ModelConfig
+
+    steps, warmup, eval_every = settings["steps"], settings["warmup"], settings["eval_every"]
+    settings = {**settings,
+                "warmup": _shortened("--warmup", warmup, min(warmup, steps // 10), "at most a tenth of --steps"),
+                "eval_every": _shortened("--eval-every", eval_every, min(eval_every, steps), "at most --steps")}
+    model_fields = {f.name for f in fields(ModelConfig)}
+    config = ModelConfig(**{k: v for k, v in settings.items() if k in model_fields})
+    return config, TrainConfig(**{k: v for k, v in settings.items() if k not in model_fields})
+
+
+def _resume(path: Path) -> None:
+    from nametool.train.checkpoint import load_checkpoint
+    from nametool.train.training import resume_training
+
+    ckpt = load_checkpoint(path)
+    with _progress_bar(ckpt.train_config.steps) as (progress, stop):
+        result = resume_training(path, progress=progress, should_stop=stop, checkpoint=ckpt)
     _report(result)
 
 
