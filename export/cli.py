@@ -21,14 +21,17 @@ from nametool.train.commands import load_checkpoint_source
 @click.option("--quantize", type=click.Choice(["int8"]), default=None,
               help="Store the weights as int8 (one scale per output channel, fp32 compute), "
                    "within documented drift bounds.")
+@click.option("--no-fold", "no_fold", is_flag=True,
+              help="Keep the lecture's first layer (embedding, concatenation, matrix product) instead of "
+                   "folding the embedding into per-position tables: for teaching and comparison.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @user_errors
-def export(output, checkpoint, opset, quantize, force):
+def export(output, checkpoint, opset, quantize, no_fold, force):
     """Write OUTPUT (.onnx): the model with its vocabulary and config in the file's metadata."""
     path, ckpt = load_checkpoint_source(checkpoint)
     from nametool.export.onnx_export import export_onnx
 
-    report = export_onnx(ckpt, Path(output), opset=opset, quantize=quantize, force=force)
+    report = export_onnx(ckpt, Path(output), opset=opset, quantize=quantize, fold=not no_fold, force=force)
     click.echo(f"exported {path} -> {report.path} ({report.size_bytes / 1024:.1f} KiB)")
     if report.quantization is None:
         click.echo(f"parity: onnxruntime vs PyTorch on {report.contexts_checked} validation contexts, "

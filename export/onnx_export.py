@@ -21,14 +21,15 @@ import torch
 
 from nametool.export import MIN_OPSET
 from nametool.runtime.atomic import atomic_path
+from nametool.export.fold import fold_first_layer
 from nametool.export.quantize import measure_drift, quantize_int8
 from nametool.runtime.errors import NametoolError
 from nametool.runtime.verify import verify
 from nametool.runtime.model import NameModel, OnnxruntimeBackend, encode_contexts
 from nametool.runtime.sampling import next_char_probs
 from nametool.runtime.onnxfile import weight_digests
-from nametool.runtime.schema import (INPUT_NAME, METADATA_KEY, OUTPUT_NAME, Golden, Integrity, ModelMeta,
-                                     Quantization, metadata_digests)
+from nametool.runtime.schema import (INPUT_NAME, METADATA_KEY, OUTPUT_NAME, Golden, GraphForm, Integrity,
+                                     ModelMeta, Quantization, metadata_digests)
 from nametool.train.checkpoint import Checkpoint
 from nametool.runtime.windows import build_windows
 from nametool.train.evaluate import split_loss
@@ -135,8 +136,12 @@ def _session_model(proto, meta: ModelMeta) -> NameModel:
 
 
 def export_onnx(ckpt: Checkpoint, out: Path, *, opset: int = MIN_OPSET, quantize: str | None = None,
-                force: bool = False) -> ExportReport:
-    """Write ``out`` atomically, after proving it matches PyTorch (fp32) or stays within drift (int8)."""
+                fold: bool = True, force: bool = False) -> ExportReport:
+    """Write ``out`` atomically, after proving it matches PyTorch (fp32) or stays within drift (int8).
+
+    ``fold``: the embedding folded into the first layer (``export/fold.py``); False keeps the
+    lecture's form, for teaching and comparison.
+    """
     import onnx
 
     if opset < MIN_OPSET:
@@ -150,6 +155,9 @@ def export_onnx(ckpt: Checkpoint, out: Path, *, opset: int = MIN_OPSET, quantize
         proto, meta, drift, checked = _int8(ckpt, fp32, meta)
     else:
         proto, drift, checked = fp32, None, 0
+    if fold:
+        proto = fold_first_layer(proto, len(meta.vocab), meta.model.context_size)
+    meta = replace(meta, graph=GraphForm("folded" if fold else "plain"))
     contexts = golden_contexts(ckpt.splits["val"], meta.vocab.chars, meta.model.context_size)
     meta = seal(proto, replace(meta, golden=make_golden(_session_model(proto, meta), contexts, GOLDEN_TOLERANCE)))
     set_metadata(fp32, meta)  # only to report the fp32 file size beside an int8 one

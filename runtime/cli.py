@@ -85,12 +85,13 @@ model_option = click.option(
     "--model", "model_path", default=None, metavar="PATH|NAME",
     help="A nametool .onnx file, or a bundled model by name (see 'models'). Default: the bundled default.",
 )
+MANY_NAMES = 2048  # from bench/run.py: below this, one onnxruntime thread starts faster and runs as fast
 engine_option = click.option(
     "--engine", type=click.Choice(["auto", "onnxruntime", "numpy"]), default="auto", show_default=True,
-    help="What runs the model: onnxruntime, or numpy alone (for devices without onnxruntime); "
-         "auto is onnxruntime where it is installed.",
+    help="What runs the model: onnxruntime, or numpy alone (for devices without onnxruntime). auto: "
+         f"numpy for small requests (generate or score of fewer than {MANY_NAMES:,} names, predict, info, verify), "
+         "which start faster, and onnxruntime, where installed, for large ones. Same names either way.",
 )
-MANY_NAMES = 2048  # from bench/run.py: below this, one onnxruntime thread starts faster and runs as fast
 threads_option = click.option("--threads", type=click.IntRange(min=1), default=None,
                               help="onnxruntime intra-op threads. Default: one per available core for "
                                    f"{MANY_NAMES:,} names or more, else 1.")
@@ -114,9 +115,10 @@ def generate(model_path, threads, engine, **options) -> None:
     from nametool.runtime.generation import make_rng
     from nametool.runtime.model import NameModel
 
-    if threads is None and options["count"] < MANY_NAMES:
+    large = options["count"] >= MANY_NAMES
+    if threads is None and not large:
         threads = 1  # a second thread pays off only on large batches; starting it costs ~20 ms
-    model = NameModel.load(model_path, threads=threads, engine=engine)
+    model = NameModel.load(model_path, threads=threads, engine=engine, large=large)
     request, seed, fmt = request_from(options)
     names = sample_names(model.logits, model.meta, request, make_rng(seed))
     write_names(names, fmt, model.score)
@@ -150,7 +152,7 @@ def predict(context, model_path, top, temperature, engine) -> None:
     """The next-character distribution after CONTEXT (empty: the first character)."""
     from nametool.runtime.model import NameModel
 
-    model = NameModel.load(model_path, engine=engine)
+    model = NameModel.load(model_path, engine=engine, large=False)
     dist = model.next_char_distribution(context, temperature=temperature)
     end = model.vocab.end_token
     lines = [f"next after {context!r}:"]
@@ -179,7 +181,7 @@ def score(names, model_path, fmt, engine) -> None:
         names = tuple(line for line in text.splitlines() if line.strip())
     if not names:
         raise click.UsageError("give names as arguments or one per line on stdin")
-    model = NameModel.load(model_path, engine=engine)
+    model = NameModel.load(model_path, engine=engine, large=len(names) >= MANY_NAMES)
     scores = model.score(list(names))
     if fmt == "json":
         rows = [{"name": s.name, "log_likelihood": round(s.log_likelihood, 6),
@@ -205,7 +207,7 @@ def info(model_path, as_json, engine) -> None:
     from nametool.runtime.summary import summary
     from nametool.runtime.model import NameModel
 
-    facts = summary(NameModel.load(model_path, engine=engine))
+    facts = summary(NameModel.load(model_path, engine=engine, large=False))
     if as_json:
         write_text(json.dumps(facts, ensure_ascii=False, indent=1) + "\n")
         return
@@ -219,7 +221,7 @@ def format_summary(f: dict) -> str:
         f"model        {f['path']} ({f['file_bytes'] / 1024:.1f} KiB, schema {f['schema_version']})",
         f"engine       {f['engine']}",
         f"vocabulary   {v['size']}: {v['chars']} + end {v['end_token']!r}",
-        f"network      {m['description']}; {m['parameters']:,} parameters",
+        f"network      {m['description']}; {m['parameters']:,} parameters; first layer {f['first_layer']}",
         f"sampling     temperature {s['temperature']}, length {s['min_len']}-{s['max_len']}",
         f"loss         {loss} (nats/char)",
         f"data         {p['dataset']} ({p['name_count']:,} names, sha256 {p['dataset_sha256'][:12]}...), "
@@ -249,7 +251,7 @@ def verify(model_path, engine) -> None:
     from nametool.runtime.verify import verify as run_verify
     from nametool.runtime.model import NameModel
 
-    model = NameModel.load(model_path, engine=engine)
+    model = NameModel.load(model_path, engine=engine, large=False)
     report = run_verify(model)
     if not report.ok:
         raise click.ClickException(f"{model.path}: verify failed: {report.message}")

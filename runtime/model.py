@@ -17,6 +17,11 @@ from nametool.runtime.text import normalise
 
 DEFAULT_MODEL_FILE = "default.onnx"
 ENGINES = ("auto", "onnxruntime", "numpy")
+# Most rows one model call takes; a larger batch is split (rows are independent: the same
+# logits). The folded first layer gathers a (rows, context_size, hidden) tensor, fast while it
+# stays in cache. From bench/fold.py on the 2-core Xeon (AMX, AVX-512), default model, one thread.
+ROWS_PER_CALL = {("onnxruntime", "folded"): 64, ("onnxruntime", "plain"): 1 << 30,
+                 ("numpy", "folded"): 256, ("numpy", "plain"): 1 << 30}
 PROBE_ROWS = 256  # contexts run once on load: enough to use every id of any but a huge vocabulary
 
 
@@ -73,12 +78,15 @@ def onnxruntime_installed() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
-def choose_engine(engine: str) -> str:
-    """``auto`` is onnxruntime where it is installed, else numpy."""
+def choose_engine(engine: str, *, large: bool = True) -> str:
+    """``auto``: onnxruntime for ``large`` work where it is installed, else numpy, which starts
+    without onnxruntime's import and session (most of a small request's time). Both engines
+    give the same distributions within 1e-6, so the same seed gives the same names (tested on
+    the bundled models)."""
     if engine not in ENGINES:
         raise RequestError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
     if engine == "auto":
-        return "onnxruntime" if onnxruntime_installed() else "numpy"
+        return "onnxruntime" if large and onnxruntime_installed() else "numpy"
     if engine == "onnxruntime" and not onnxruntime_installed():
         raise RequestError("--engine onnxruntime: onnxruntime is not installed here "
                            "(pip install onnxruntime, where a wheel exists; or --engine numpy)")
@@ -179,6 +187,8 @@ class NameModel:
         self.data = data  # the file's bytes, for verify's digests
         self.vocab = meta.vocab
         self.context_size = meta.model.context_size
+        folded = meta.graph is not None and meta.graph.first_layer == "folded"
+        self.rows_per_call = ROWS_PER_CALL[backend.name, "folded" if folded else "plain"]
 
     @property
     def engine(self) -> str:
@@ -187,13 +197,14 @@ class NameModel:
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, *, threads: int | None = None,
-             engine: str = "auto") -> NameModel:
+             engine: str = "auto", large: bool = True) -> NameModel:
         """Open a model file, or a bundled model by name (default: ``default``), and check it is one of ours.
 
-        ``engine``: ``onnxruntime``, ``numpy`` (no onnxruntime needed), or ``auto`` (onnxruntime
-        where it is installed). ``threads`` sets onnxruntime's intra-op threads.
+        ``engine``: ``onnxruntime``, ``numpy`` (no onnxruntime needed), or ``auto``: onnxruntime
+        where it is installed, unless ``large`` is False (a few calls: numpy starts faster).
+        ``threads`` sets onnxruntime's intra-op threads.
         """
-        engine = choose_engine(engine)
+        engine = choose_engine(engine, large=large)
         path = resolve_model(path)
         if not path.is_file():
             raise ModelFileError(f"{path}: is not a file")
@@ -218,8 +229,12 @@ class NameModel:
         ``contexts`` is ``(batch, context_size)`` int64; returns ``(batch, vocab)`` float32.
         """
         contexts = np.ascontiguousarray(contexts, dtype=np.int64)
+        step = self.rows_per_call
         try:
-            out = self._backend.run(contexts)
+            if len(contexts) <= step:
+                out = self._backend.run(contexts)
+            else:  # rows are independent: the same logits, with the call's working set kept in cache
+                out = np.concatenate([self._backend.run(contexts[i:i + step]) for i in range(0, len(contexts), step)])
         except Exception as exc:  # onnxruntime's own types: a damaged graph can load, then fail here
             raise ModelFileError(f"{self.path}: the model failed to run ({_first_line(exc)})") from None
         if out.shape != (len(contexts), len(self.vocab)):  # the sampler indexes by these

@@ -94,6 +94,31 @@ def _dequantize(attrs, x, scale, zero_point=None):
     return (x.astype(np.int32) - zero).astype(np.float32) * scale
 
 
+def _reduce_sum(attrs, axes, x):
+    if not axes:
+        if attrs.get("noop_with_empty_axes", 0):
+            return x
+        axes = tuple(range(x.ndim))
+    return x.sum(axis=axes, keepdims=bool(attrs.get("keepdims", 1)))
+
+
+def _gather_sum(attrs, table, ids):
+    """Gather(table, ids) then ReduceSum over the ids' last axis, without the (batch, k, width) tensor:
+    the folded first layer, row by row in the order ReduceSum adds them."""
+    ids = ids.astype(np.intp, copy=False)
+    if ids.size and (ids.min() < 0 or ids.max() >= len(table)):
+        raise ModelFileError(f"Gather index out of range for an axis of {len(table)}")
+    out = table[ids[:, 0]]
+    for i in range(1, ids.shape[1]):
+        out += table[ids[:, i]]
+    return out
+
+
+def _transpose(attrs, x):
+    perm = attrs.get("perm")
+    return np.transpose(x, None if perm is None else tuple(perm))
+
+
 def _unsqueeze(attrs, axes, x):
     out = x
     for axis in sorted(a % (x.ndim + len(axes)) for a in axes):
@@ -125,8 +150,11 @@ OPS = {
     "DequantizeLinear": _dequantize,
     "Cast": lambda attrs, x: x.astype(CAST_TYPES[attrs["to"]]),
     "Constant": lambda attrs: attrs["value"],
+    "Transpose": _transpose,
+    "GatherSum": _gather_sum,  # ours: made by _fuse_gather_sum, never read from a file
 }
-AXES_OPS = {"Unsqueeze": (_unsqueeze, 1), "Squeeze": (_squeeze, 1), "ReduceLogSumExp": (_reduce_log_sum_exp, 1)}
+AXES_OPS = {"Unsqueeze": (_unsqueeze, 1), "Squeeze": (_squeeze, 1), "ReduceLogSumExp": (_reduce_log_sum_exp, 1),
+            "ReduceSum": (_reduce_sum, 1)}
 
 
 class NumpyGraph:
@@ -153,7 +181,7 @@ class NumpyGraph:
             known.update(node.outputs)
         if self.output not in known:
             raise ModelFileError(f"no node makes the graph output {self.output!r}")
-        self._constants, self._steps = values, tuple(steps)
+        self._constants, self._steps = values, _fuse_gather_sum(steps, values)
 
     def run(self, contexts: np.ndarray) -> np.ndarray:
         values = dict(self._constants)
@@ -180,6 +208,30 @@ class NumpyGraph:
         except (ValueError, TypeError, IndexError, KeyError) as exc:
             raise ModelFileError(f"{node.op_type} node {node.name!r} failed in the numpy engine ({exc})") from None
         return (np.asarray(out),)
+
+
+def _fuse_gather_sum(steps: list, values: dict) -> tuple:
+    """Gather from a weight table followed only by a ReduceSum over the gathered axis becomes one step."""
+    from nametool.runtime.onnxfile import Node
+
+    readers = {}
+    for node in steps:
+        for name in node.inputs:
+            readers[name] = readers.get(name, 0) + 1
+    made = {node.outputs[0]: node for node in steps}
+    fused, skip = [], set()
+    for node in steps:
+        source = made.get(node.inputs[0]) if node.inputs else None
+        if (node.op_type == "ReduceSum" and source is not None and source.op_type == "Gather"
+                and readers.get(source.outputs[0]) == 1 and source.attributes.get("axis", 0) == 0
+                and source.inputs[0] in values and values[source.inputs[0]].ndim == 2
+                and not node.attributes.get("keepdims", 1) and len(node.inputs) == 2 and node.inputs[1] in values
+                and values[node.inputs[1]].tolist() == [1]):
+            skip.add(id(source))
+            fused.append(Node("GatherSum", "", node.name, (source.inputs[0], source.inputs[1]), node.outputs))
+        else:
+            fused.append(node)
+    return tuple(node for node in fused if id(node) not in skip)
 
 
 def _check_supported(node) -> None:

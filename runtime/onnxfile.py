@@ -7,7 +7,6 @@ those of onnx.proto3; only what nametool's exports hold is decoded.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -235,6 +234,8 @@ def weight_digests(data: bytes) -> tuple[dict[str, str], str]:
     The second digest covers the nodes, inputs, outputs, opsets and functions: any change
     to the file outside ``metadata_props`` changes one of these.
     """
+    import hashlib  # here: loading a model needs no digest, and the import costs start-up time
+
     tensors, rest = {}, hashlib.sha256()
     try:
         for number, value in _fields(memoryview(data)):

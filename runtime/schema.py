@@ -8,7 +8,6 @@ vocabulary size is ``len(vocab)``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import types
@@ -229,6 +228,22 @@ class Quantization:
     max_val_loss_increase: float
 
 
+FIRST_LAYERS = ("folded", "plain")
+
+
+@dataclass(frozen=True)
+class GraphForm:
+    """How export wrote the graph. ``folded``: the embedding folded into the first layer, as one
+    table per context position (E @ W1_i) looked up and summed; ``plain``: the lecture's embedding,
+    concatenation and matrix product. Absent (files from before): plain."""
+
+    first_layer: str = "plain"
+
+    def __post_init__(self) -> None:
+        if self.first_layer not in FIRST_LAYERS:
+            raise ModelFileError(f"graph.first_layer {self.first_layer!r} is not one of {', '.join(FIRST_LAYERS)}")
+
+
 @dataclass(frozen=True)
 class Integrity:
     """SHA-256 digests taken at export, which ``nametool-run verify`` recomputes from the file.
@@ -253,6 +268,7 @@ class ModelMeta:
     known_names: KnownNames | None = None  # what --novel checks against: every name of the dataset
     golden: Golden | None = None  # set by export
     quantization: Quantization | None = None  # set by export --quantize
+    graph: GraphForm | None = None  # set by export
     integrity: Integrity | None = None  # set by export, last
     schema_version: int = field(default=SCHEMA_VERSION)
 
@@ -284,6 +300,7 @@ class ModelMeta:
                 known_names=_optional(KnownNames, payload, "known_names"),
                 golden=_optional(Golden, payload, "golden", tuples=("contexts",), nested=("probs",)),
                 quantization=_optional(Quantization, payload, "quantization"),
+                graph=_optional(GraphForm, payload, "graph"),
                 integrity=_optional(Integrity, payload, "integrity"),
                 schema_version=version,
             )
@@ -296,6 +313,8 @@ class ModelMeta:
 
 def metadata_digests(text: str) -> dict[str, str]:
     """SHA-256 of each section of a metadata JSON value but ``integrity``, each as canonical JSON."""
+    import hashlib  # here: loading a model needs no digest, and the import costs start-up time
+
     payload = json.loads(text)
     return {key: hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False,
                                            separators=(",", ":")).encode()).hexdigest()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -53,11 +55,12 @@ def test_no_length_filter_unless_asked():
 
 def test_load_names_reads_bom_and_windows_line_endings(tmp_path):
     path = tmp_path / "names.txt"
-    path.write_bytes("\ufeffAsha\r\nRavi\r\n\r\nasha\r\n".encode())
+    raw = "\ufeffAsha\r\nRavi\r\n\r\nasha\r\n".encode()
+    path.write_bytes(raw)
     names = load_names(path)
     assert names.names == ("asha", "ravi")
     assert names.dropped == {"blank lines": 1, "duplicates": 1}
-    assert len(names.sha256) == 64
+    assert names.sha256 == hashlib.sha256(raw).hexdigest()  # of the bytes as they are, BOM and CRs included
 
 
 def test_other_alphabets_make_their_own_vocabulary(tmp_path):

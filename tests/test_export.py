@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -12,9 +13,12 @@ onnx = pytest.importorskip("onnx")
 
 from nametool.export import onnx_export, quantize  # noqa: E402
 from nametool.export.onnx_export import export_onnx, parity, validation_contexts  # noqa: E402
-from nametool.runtime import ModelFileError, NameModel  # noqa: E402
+from nametool.runtime import ModelFileError, NameModel, NametoolError  # noqa: E402
 from nametool.runtime.cli import main as run_main  # noqa: E402
 from nametool.runtime.schema import METADATA_KEY  # noqa: E402
+from nametool.runtime.windows import build_windows  # noqa: E402
+
+from .test_parity import max_prob_diff  # noqa: E402
 
 
 def rewrite(src, dst, *, payload=None, proto_edit=None):
@@ -29,6 +33,12 @@ def rewrite(src, dst, *, payload=None, proto_edit=None):
         proto_edit(proto)
     onnx.save(proto, str(dst))
     return dst
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """(batch, vocab) log-probabilities, written here so the int8 test does not check quantize with its own math."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def test_metadata_carries_the_schema_with_export_provenance(tiny_run):
@@ -101,7 +111,7 @@ def test_truncated_files_are_refused(tiny_run, tmp_path, fraction):
     data = onnx_path.read_bytes()
     cut = tmp_path / "cut.onnx"
     cut.write_bytes(data[: int(len(data) * fraction)])
-    with pytest.raises(ModelFileError):
+    with pytest.raises(ModelFileError, match=re.escape(f"{cut}: not a loadable ONNX model (")):
         NameModel.load(cut)
 
 
@@ -125,7 +135,7 @@ def test_verify_reports_digests_and_golden_rows(tiny_run):
     _, onnx_path = tiny_run
     good = CliRunner().invoke(run_main, ["verify", str(onnx_path)])
     assert good.exit_code == 0, good.output
-    assert "digests of 8 tensors, the graph and 8 metadata sections match; 33 golden contexts" in good.output
+    assert "digests of 11 tensors, the graph and 9 metadata sections match; 33 golden contexts" in good.output
 
 
 def zero_embedding_row(char):
@@ -208,8 +218,17 @@ def test_int8_stays_within_documented_drift(tiny_run, tmp_path):
     report = export_onnx(result.checkpoint, out, quantize="int8")
     q = NameModel.load(out).meta.quantization
     assert q == report.quantization and q.scheme == "int8-weights"
-    assert q.mean_kl <= quantize.MAX_MEAN_KL and q.val_loss - q.val_loss_fp32 <= quantize.MAX_VAL_LOSS_INCREASE
-    assert q.mean_kl > 0  # really quantized ...
+    # the recorded drift, measured again here from the two files on every validation window
+    meta = result.checkpoint.meta
+    contexts, targets = build_windows(result.checkpoint.splits["val"], meta.vocab, meta.model.context_size)
+    fp32_logp, int8_logp = (log_softmax(NameModel.load(path).logits(contexts)) for path in (onnx_path, out))
+    mean_kl = float((np.exp(fp32_logp) * (fp32_logp - int8_logp)).sum(axis=1).mean())
+    rows = np.arange(len(targets))
+    assert q.mean_kl == pytest.approx(mean_kl, rel=1e-3)
+    assert q.val_loss_fp32 == pytest.approx(-fp32_logp[rows, targets].mean(), abs=1e-6)
+    assert q.val_loss == pytest.approx(-int8_logp[rows, targets].mean(), abs=1e-6)
+    assert mean_kl <= 0.01 and q.val_loss - q.val_loss_fp32 <= 0.01  # docs/int8.md's drift gate
+    assert mean_kl > 0  # really quantized ...
     assert parity(result.checkpoint, NameModel.load(out), validation_contexts(result.checkpoint)) > 1e-5
     assert report.size_bytes < report.fp32_size_bytes
     int8 = {t.name: t.data_type for t in onnx.load(str(out)).graph.initializer}
@@ -245,13 +264,15 @@ def test_exports_load_and_run_at_each_opset(tiny_run, tmp_path, opset):
     report = export_onnx(result.checkpoint, out, opset=opset)
     proto = onnx.load(str(out))
     assert next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) == opset
-    assert report.max_abs_diff <= onnx_export.PARITY_TOLERANCE
+    assert report.max_abs_diff is not None  # export compared the file with PyTorch; so does this test, on its own:
+    worst = max_prob_diff(result.checkpoint, NameModel.load(out), validation_contexts(result.checkpoint))
+    assert worst <= 1e-5
     assert len(NameModel.load(out).generate(5, seed=0)) == 5
 
 
 def test_opset_below_the_minimum_is_refused(tiny_run, tmp_path):
     result, _ = tiny_run
-    with pytest.raises(Exception, match="below the minimum 18"):
+    with pytest.raises(NametoolError, match="opset 17 is below the minimum 18"):
         export_onnx(result.checkpoint, tmp_path / "m.onnx", opset=17)
 
 
@@ -259,7 +280,7 @@ def test_existing_output_needs_force(tiny_run, tmp_path):
     result, _ = tiny_run
     out = tmp_path / "m.onnx"
     out.write_bytes(b"precious")
-    with pytest.raises(Exception, match="exists; pass --force"):
+    with pytest.raises(NametoolError, match=re.escape(f"{out} exists; pass --force to replace it")):
         export_onnx(result.checkpoint, out)
     assert out.read_bytes() == b"precious"
     export_onnx(result.checkpoint, out, force=True)
@@ -276,10 +297,12 @@ def test_failed_check_leaves_nothing_behind(tiny_run, tmp_path, monkeypatch):
     assert out.read_bytes() == b"precious" and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
 
-@pytest.mark.parametrize("where, message", [("missing/m.onnx", "no such folder"), ("/proc/m.onnx", "cannot write")])
+@pytest.mark.parametrize("where, message", [("missing/m.onnx", "{tmp_path}/missing: no such folder"),
+                                             ("/proc/m.onnx", "/proc/m.onnx: cannot write (")],
+                         ids=["missing folder", "unwritable folder"])
 def test_unwritable_destinations_are_clear_errors(tiny_run, tmp_path, where, message):
     result, _ = tiny_run
-    with pytest.raises(Exception, match=message):
+    with pytest.raises(NametoolError, match=re.escape(message.format(tmp_path=tmp_path))):
         export_onnx(result.checkpoint, tmp_path / where)
 
 

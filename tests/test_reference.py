@@ -32,8 +32,11 @@ def test_torch_and_runtime_give_identical_names(tiny_run, options):
     request = Request(count=300, **options)
     ours = NameModel.load(onnx_path).generate(300, seed=123, **options)
     theirs = sample_with_torch(result.checkpoint, request, seed=123)
-    assert ours == theirs
-    assert len(set(ours)) > (1 if options.get("temperature") != 0 else 0)
+    assert ours == theirs and len(ours) == 300
+    if options.get("temperature") == 0:
+        assert len(set(ours)) == 1  # greedy: one name, 300 times
+    else:
+        assert len(set(ours)) > 1
 
 
 def test_different_seeds_differ(tiny_run):

@@ -299,12 +299,15 @@ def test_killing_training_never_leaves_a_corrupt_checkpoint(tmp_path):
     for (label, (sig, *_)), (code, stdout, stderr), i in zip(cases.items(), run_and_kill(plans), range(len(cases))):
         folder = tmp_path / f"run{i}"
         out = folder / "model.pt"
-        assert code != 0, (label, stdout, stderr)
+        if sig == signal.SIGKILL:  # the kill landed: no delay comes near the end of 100000 steps
+            assert code == -signal.SIGKILL, (label, code, stderr)
+        else:  # Ctrl-C saves and exits 130; a second one aborts at once (click: exit 1), or is ignored if
+            # the run has finished its final save within the 50 ms between them: timing decides which
+            assert code in ((1, 130) if "two" in label else (130,)), (label, code, stderr)
         if out.exists():  # whatever moment the kill hit, the final name holds a whole checkpoint
             assert load_checkpoint(out).loop.step >= 5, label
         leftovers = [p.name for p in folder.iterdir() if p.name != "model.pt"]
-        if sig == signal.SIGINT:  # Ctrl-C saves and exits 130; a second one aborts at once (click: exit 1)
-            assert code in ((1, 130) if "two" in label else (130,)), (label, code, stderr)
+        if sig == signal.SIGINT:
             assert leftovers == [], (label, stderr)
             assert "Traceback" not in stderr, (label, stderr)
         else:  # SIGKILL cannot be caught: at most a hidden temporary file remains

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -38,6 +40,36 @@ def draws(n: int, seed: int, **options) -> np.ndarray:
     return np.bincount(ids, minlength=len(LOGITS))
 
 
+def adjusted(logits, temperature=1.0, top_k=None, top_p=None, forbid=None) -> np.ndarray:
+    """P(id) by the documented rules in plain Python, not by ``next_char_probs`` (which ``draw`` calls):
+    the forbidden id masked, then temperature, then top-k, then the smallest most-likely set reaching top-p."""
+    ids = [i for i in range(len(logits)) if i != forbid]
+    top = max(logits[i] for i in ids)
+    weight = {i: math.exp((logits[i] - top) / temperature) for i in ids}
+    ranked = sorted(ids, key=lambda i: -weight[i])[:top_k]
+    total = sum(weight[i] for i in ranked)
+    probs = {i: weight[i] / total for i in ranked}
+    if top_p is not None:
+        kept, mass = [], 0.0
+        for i in ranked:
+            kept.append(i)
+            mass += probs[i]
+            if mass >= top_p:
+                break
+        probs = {i: probs[i] / mass for i in kept}
+    return np.array([probs.get(i, 0.0) for i in range(len(logits))])
+
+
+def test_the_reference_distribution_by_hand():
+    """Three logits ln 1, ln 2, ln 5: probabilities 0.125, 0.25, 0.625 before any cut."""
+    logits = [0.0, math.log(2), math.log(5)]
+    assert np.allclose(adjusted(logits), [0.125, 0.25, 0.625])
+    assert np.allclose(adjusted(logits, top_k=2), [0, 2 / 7, 5 / 7])
+    assert np.allclose(adjusted(logits, top_p=0.7), [0, 2 / 7, 5 / 7])  # 0.625 < 0.7 <= 0.875
+    assert np.allclose(adjusted(logits, temperature=0.5), [1 / 30, 4 / 30, 25 / 30])
+    assert np.allclose(adjusted(logits, forbid=2), [1 / 3, 2 / 3, 0])
+
+
 @pytest.mark.parametrize(
     "options",
     [{}, {"temperature": 0.5}, {"temperature": 2.0}, {"top_k": 4}, {"top_p": 0.8},
@@ -45,19 +77,14 @@ def draws(n: int, seed: int, **options) -> np.ndarray:
 )
 def test_empirical_frequencies_match_the_adjusted_distribution(options):
     counts = draws(40_000, seed=11, **options)
-    forbid = options.pop("forbid", None)
-    logits = LOGITS.copy()
-    if forbid is not None:
-        logits[forbid] = -np.inf
-    probs = next_char_probs(logits[None], options.get("temperature", 1.0),
-                            top_k=options.get("top_k"), top_p=options.get("top_p"))[0]
+    probs = adjusted(LOGITS.tolist(), **options)
     assert counts[probs == 0].sum() == 0  # nothing outside the support
     stat, df = chi_square(counts, probs)
     assert stat < chi_square_critical(df)
 
 
 def test_chi_square_check_catches_the_wrong_temperature():
-    stat, df = chi_square(draws(40_000, seed=11, temperature=1.3), next_char_probs(LOGITS[None])[0])
+    stat, df = chi_square(draws(40_000, seed=11, temperature=1.3), adjusted(LOGITS.tolist()))
     assert stat > chi_square_critical(df)
 
 
