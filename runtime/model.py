@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -301,8 +301,7 @@ def _check_printable(meta: ModelMeta, path: Path) -> None:
         raise ModelFileError(f"{path}: vocabulary holds unprintable characters {', '.join(map(repr, bad))}")
 
 
-@dataclass(frozen=True)
-class _Arg:
+class _Arg(NamedTuple):
     name: str
     type: str
     shape: list

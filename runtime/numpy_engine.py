@@ -228,7 +228,7 @@ def _fuse_gather_sum(steps: list, values: dict) -> tuple:
                 and not node.attributes.get("keepdims", 1) and len(node.inputs) == 2 and node.inputs[1] in values
                 and values[node.inputs[1]].tolist() == [1]):
             skip.add(id(source))
-            fused.append(Node("GatherSum", "", node.name, (source.inputs[0], source.inputs[1]), node.outputs))
+            fused.append(Node("GatherSum", "", node.name, (source.inputs[0], source.inputs[1]), node.outputs, {}))
         else:
             fused.append(node)
     return tuple(node for node in fused if id(node) not in skip)

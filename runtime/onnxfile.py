@@ -8,8 +8,7 @@ those of onnx.proto3; only what nametool's exports hold is decoded.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,18 +45,16 @@ class Malformed(Exception):
     """The protobuf framing is broken on the way to a field we need."""
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(NamedTuple):
     op_type: str
     domain: str
     name: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-    attributes: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class ValueInfo:
+class ValueInfo(NamedTuple):
     """A graph input or output: name, onnx element type name and dims (int, symbolic str or None)."""
 
     name: str
@@ -65,8 +62,7 @@ class ValueInfo:
     shape: tuple
 
 
-@dataclass(frozen=True)
-class OnnxFile:
+class OnnxFile(NamedTuple):
     """The parts of a ModelProto that nametool reads (the top-level graph only)."""
 
     opsets: dict[str, int]
