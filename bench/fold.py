@@ -84,7 +84,7 @@ def main() -> None:
                     for r in ROWS:
                         for form, model in models.items():
                             rows[form, r].append(rows_rate(model, r))
-                print(f"{engine}: | batch | folded names/s | plain names/s | folded ÷ plain | "
+                print(f"{engine}:\n\n| batch | folded names/s | plain names/s | folded ÷ plain | "
                       "folded: generate time ÷ forward-only | plain: the same |")
                 print("|---|---|---|---|---|---|")
                 for b in BATCHES:

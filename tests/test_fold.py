@@ -117,7 +117,8 @@ def test_numpy_runs_the_folded_graph_as_onnxruntime_does(pair):
 
 def test_rows_per_call_is_set_for_every_engine_and_form():
     assert set(ROWS_PER_CALL) == {(e, f) for e in ("onnxruntime", "numpy") for f in ("folded", "plain")}
-    assert NameModel.load("lecture", engine="numpy").rows_per_call == ROWS_PER_CALL["numpy", "folded"]
+    assert NameModel.load("default", engine="numpy").rows_per_call == ROWS_PER_CALL["numpy", "folded"]
+    assert NameModel.load("lecture", engine="numpy").rows_per_call == ROWS_PER_CALL["numpy", "plain"]  # bundled unfolded
 
 
 def test_auto_runs_small_requests_on_numpy_and_large_ones_on_onnxruntime():
