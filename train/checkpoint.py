@@ -12,7 +12,7 @@ import pickle
 import re
 import warnings
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -69,7 +69,7 @@ def save_checkpoint(path: Path, ckpt: Checkpoint, *, force: bool = False) -> Non
         "meta": ckpt.meta.to_json(),
         "state_dict": {k: v.detach().cpu() for k, v in ckpt.model.state_dict().items()},
         "splits": json.dumps(ckpt.splits, ensure_ascii=False),
-        "train_config": json.dumps(ckpt.train_config.to_dict()),
+        "train_config": json.dumps(asdict(ckpt.train_config)),
         "history": json.dumps(loop.history),
         "resume": {
             "numbers": json.dumps({"step": loop.step, "smoothed": loop.smoothed, "best_val": loop.best_val,

@@ -7,7 +7,7 @@ models/README.md has the training settings of the bundled lecture model.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from nametool.runtime.schema import ModelConfig
 
@@ -41,6 +41,3 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)

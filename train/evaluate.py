@@ -48,10 +48,6 @@ def split_loss(logits_fn: generation.LogitsFn, meta: ModelMeta, names: list[str]
     return float(-target_logprobs(logits_fn, contexts, targets).mean())
 
 
-def model_loss(source: Source, names: list[str]) -> float:
-    return split_loss(source.logits, source.meta, names)
-
-
 def sample_quality(source: Source, count: int, seed: int) -> dict:
     """How generated names compare with the training names."""
     names = generation.generate(source.logits, source.meta, generation.Request(count=count), generation.make_rng(seed))
@@ -75,7 +71,7 @@ def sample_quality(source: Source, count: int, seed: int) -> dict:
 
 def evaluate(source: Source, *, samples: int = 1000, seed: int = 0) -> dict:
     vocab, splits = source.meta.vocab, source.splits
-    losses = {split: model_loss(source, splits[split]) for split in SPLITS}
+    losses = {split: split_loss(source.logits, source.meta, splits[split]) for split in SPLITS}
     report = {"model": {split: _units(loss) for split, loss in losses.items()}, "baselines": {}}
     for name, order in (("unigram", 1), ("bigram", 2), ("trigram", 3)):
         k = tuned_ngram(splits["train"], splits["val"], vocab, order)
