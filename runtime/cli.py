@@ -54,6 +54,8 @@ def sampling_options(func):
                      help="Sample only among the k most likely characters."),
         click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
                      help="Nucleus sampling: the smallest most-likely set reaching mass p."),
+        click.option("--min-p", type=click.FloatRange(min=0, max=1), default=None,
+                     help="Drop characters less likely than this share of the most likely one (after top-p)."),
         click.option("--seed", type=SEED, default=None, help="Random seed; the same seed gives the same names."),
         click.option("--min-len", type=click.IntRange(min=1), default=None,
                      help="Shortest name (the end token is masked before). Default: the training range."),

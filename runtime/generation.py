@@ -40,6 +40,7 @@ class Request(NamedTuple):  # NamedTuple, not a dataclass: a third of a millisec
     temperature: float | None = None
     top_k: int | None = None
     top_p: float | None = None
+    min_p: float | None = None
     min_len: int | None = None
     max_len: int | None = None
     prefix: str = ""
@@ -55,6 +56,7 @@ class Plan(NamedTuple):
     temperature: float
     top_k: int | None
     top_p: float | None
+    min_p: float | None
     min_len: int
     max_len: int
     prefix_ids: tuple[int, ...]
@@ -76,6 +78,8 @@ def plan(request: Request, meta: ModelMeta) -> Plan:
         raise RequestError(f"top-k {r.top_k} must be at least 1")
     if r.top_p is not None and not 0 < r.top_p <= 1:
         raise RequestError(f"top-p {r.top_p} must be in (0, 1]")
+    if r.min_p is not None and not 0 <= r.min_p <= 1:
+        raise RequestError(f"min-p {r.min_p} must be in [0, 1]")
     if min_len < 1:
         raise RequestError(f"min-len {min_len} must be at least 1")
     if max_len > MAX_NAME_LEN:  # one uniform per (name, position) is drawn up front
@@ -92,7 +96,7 @@ def plan(request: Request, meta: ModelMeta) -> Plan:
         raise RequestError(f"prefix {r.prefix!r} is longer than max-len {max_len}")
     if r.novel and meta.known_names is None:
         raise RequestError("this model file carries no training names, so --novel cannot check them")
-    return Plan(r.count, temperature, r.top_k, r.top_p, min_len, max_len, prefix_ids,
+    return Plan(r.count, temperature, r.top_k, r.top_p, r.min_p, min_len, max_len, prefix_ids,
                 r.unique, r.novel, r.batch_size)
 
 
@@ -163,7 +167,7 @@ def _sample_chunk(logits_fn: LogitsFn, meta: ModelMeta, p: Plan, uniforms: np.nd
         forbid = end if pos < p.min_len else None
         try:
             ids = draw(model.logits(context), uniforms[row, pos], temperature=p.temperature, top_k=p.top_k,
-                       top_p=p.top_p, forbid=forbid)
+                       top_p=p.top_p, min_p=p.min_p, forbid=forbid)
         except UnusableLogits as exc:
             raise _unusable(exc, meta.vocab.decode(out[row[exc.row], :pos]), forbid is not None, p) from None
         going = ids != end

@@ -264,7 +264,7 @@ class NameModel:
         """Sample ``count`` names.
 
         Options (all keyword, unset ones take the model's defaults): ``temperature``
-        (0 is greedy), ``top_k``, ``top_p``, ``min_len``, ``max_len``, ``prefix``,
+        (0 is greedy), ``top_k``, ``top_p``, ``min_p``, ``min_len``, ``max_len``, ``prefix``,
         ``unique``, ``novel`` (no name of the training data), ``batch_size``.
         """
         request = generation.Request(count=count, **options)

@@ -1,4 +1,4 @@
-"""Sampling math on a batch of logits: masking, temperature, top-k, top-p, inverse-CDF draws.
+"""Sampling math on a batch of logits: masking, temperature, top-k, top-p, min-p, inverse-CDF draws.
 
 Pure numpy and stateless: randomness arrives as uniforms drawn by the caller
 from an injected ``numpy.random.Generator``. The runtime and the PyTorch
@@ -38,9 +38,11 @@ def check_rows(row_max: np.ndarray) -> None:
 
 
 def next_char_probs(
-    logits: np.ndarray, temperature: float = 1.0, *, top_k: int | None = None, top_p: float | None = None
+    logits: np.ndarray, temperature: float = 1.0, *, top_k: int | None = None, top_p: float | None = None,
+    min_p: float | None = None,
 ) -> np.ndarray:
-    """Sampling distribution per row: softmax of ``logits / temperature``, then top-k, then top-p.
+    """Sampling distribution per row: softmax of ``logits / temperature``, then top-k, then top-p,
+    then min-p (ids below ``min_p`` times the row's largest probability are dropped).
 
     Temperature 0 puts all mass on the argmax. Rows need not be renormalised after
     top-k/top-p: :func:`sample_ids` scales by each row's total.
@@ -60,6 +62,8 @@ def next_char_probs(
     probs /= probs.sum(axis=1, keepdims=True)
     if top_p is not None and top_p < 1:
         probs = keep_top_p(probs, top_p)
+    if min_p:  # the most likely id always stays: min-p never empties a row
+        probs[probs < min_p * probs.max(axis=1, keepdims=True)] = 0.0
     return probs
 
 
@@ -100,6 +104,7 @@ def draw(
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
+    min_p: float | None = None,
     forbid: int | None = None,
 ) -> np.ndarray:
     """One id per row from ``next_char_probs(logits, ...)``, with ``forbid`` (an id) masked out.
@@ -109,12 +114,13 @@ def draw(
     across the batch instead of a short loop per row; it draws what
     ``sample_ids(next_char_probs(...))`` draws, in float32.
     """
-    plain = temperature >= FLOAT32_SAFE_TEMPERATURE and top_k is None and (top_p is None or top_p == 1)
+    plain = (temperature >= FLOAT32_SAFE_TEMPERATURE and top_k is None and (top_p is None or top_p == 1)
+             and not min_p)
     if not plain:
         logits = np.array(logits, dtype=np.float64)
         if forbid is not None:
             logits[:, forbid] = -np.inf
-        return sample_ids(next_char_probs(logits, temperature, top_k=top_k, top_p=top_p), uniforms)
+        return sample_ids(next_char_probs(logits, temperature, top_k=top_k, top_p=top_p, min_p=min_p), uniforms)
     x = np.array(logits.T, dtype=np.float32, order="C")  # (vocab, batch)
     if forbid is not None:
         x[forbid] = -np.inf

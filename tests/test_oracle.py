@@ -59,6 +59,7 @@ class Rules:
     temperature: float = 1.0
     top_k: int | None = None
     top_p: float | None = None
+    min_p: float | None = None
     min_len: int = 1
     max_len: int = MAX_LEN
     prefix: str = ""
@@ -76,15 +77,19 @@ def step_probs(logits: list[float], rules: Rules, end_allowed: bool) -> dict[int
         ranked = ranked[:rules.top_k]
     total = sum(weight[i] for i in ranked)
     probs = {i: weight[i] / total for i in ranked}
-    if rules.top_p is None:
-        return probs
-    nucleus, mass = {}, 0.0
-    for i in ranked:
-        nucleus[i] = probs[i]
-        mass += probs[i]
-        if mass >= rules.top_p:  # this id makes the set reach p: it is the last one kept
-            break
-    return {i: p / mass for i, p in nucleus.items()}
+    if rules.top_p is not None:
+        nucleus, mass = {}, 0.0
+        for i in ranked:
+            nucleus[i] = probs[i]
+            mass += probs[i]
+            if mass >= rules.top_p:  # this id makes the set reach p: it is the last one kept
+                break
+        probs = {i: p / mass for i, p in nucleus.items()}
+    if rules.min_p:  # last: keep what is at least min-p times as likely as the most likely
+        floor = rules.min_p * max(probs.values())
+        kept = {i: p for i, p in probs.items() if p >= floor}
+        probs = {i: p / sum(kept.values()) for i, p in kept.items()}
+    return probs
 
 
 @functools.cache
@@ -191,6 +196,8 @@ CASES = {
     "everything": {"temperature": 1.3, "top_k": 3, "top_p": 0.75, "min_len": 2, "max_len": 6, "prefix": "c"},
     # top-k renormalises before top-p: after the cut to two, the first may alone reach p
     "top-k then top-p": {"temperature": 0.8, "top_k": 2, "top_p": 0.6, "min_len": 2},
+    "min-p": {"min_p": 0.3},
+    "hot, top-p then min-p": {"temperature": 1.5, "top_p": 0.9, "min_p": 0.25, "min_len": 2},
 }
 
 
@@ -228,8 +235,17 @@ def test_top_p_keeps_the_id_whose_mass_reaches_p_exactly_and_no_more(top_p, kept
     assert len(set(engine_names(uniform_model, options, count=400))) == kept
 
 
+@pytest.mark.parametrize("min_p, kept", [(1.0, 4), (0.5, 4)])
+def test_min_p_keeps_ids_as_likely_as_the_most_likely_times_p(min_p, kept):
+    """Four ids of exactly 1/4: each is as likely as the most likely, so min-p up to 1 keeps all."""
+    options = {"prefix": "a", "max_len": 2, "min_p": min_p}
+    assert len(oracle_distribution(uniform_model, Rules(**options))) == kept
+    assert len(set(engine_names(uniform_model, options, count=400))) == kept
+
+
 @pytest.mark.parametrize("case, wrong", [
     ("plain", {"temperature": 1.1}),
+    ("min-p", {"min_p": 0.35}),
     ("everything", {**CASES["everything"], "top_p": 0.7}),
     ("lengths", {"min_len": 3, "max_len": 5}),
 ])

@@ -21,6 +21,8 @@ from nametool.train.reference import sample_with_torch  # noqa: E402
         {"top_k": 3},
         {"top_p": 0.7},
         {"temperature": 1.3, "top_k": 8, "top_p": 0.9},
+        {"min_p": 0.2},
+        {"temperature": 1.4, "top_p": 0.95, "min_p": 0.1},
         {"prefix": "ra"},
         {"prefix": "s", "min_len": 6, "max_len": 7},
         {"min_len": 3, "max_len": 4, "temperature": 0.8},
