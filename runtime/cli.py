@@ -66,8 +66,8 @@ def sampling_options(func):
         click.option("--novel", is_flag=True, help="No name of the training data (checked in the model file)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
                      help="Names sampled together: one model call per character position."),
-        click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text",
-                     show_default=True, help="json and csv add each name's log-probability under the model."),
+        click.option("--format", "fmt", type=click.Choice(["text", "json", "jsonl", "csv"]), default="text",
+                     show_default=True, help="json, jsonl and csv add each name's log-probability under the model."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -113,8 +113,7 @@ def main() -> None:
 @user_errors
 def generate(model_path, threads, engine, **options) -> None:
     """Sample names, one per line."""
-    from nametool.runtime.generation import generate as sample_names
-    from nametool.runtime.generation import make_rng
+    from nametool.runtime.generation import iter_names, make_rng
     from nametool.runtime.model import NameModel
 
     large = options["count"] >= MANY_NAMES
@@ -122,25 +121,44 @@ def generate(model_path, threads, engine, **options) -> None:
         threads = 1  # a second thread pays off only on large batches; starting it costs ~20 ms
     model = NameModel.load(model_path, threads=threads, engine=engine, large=large)
     request, seed, fmt = request_from(options)
-    names = sample_names(model.logits, model.meta, request, make_rng(seed))
-    write_names(names, fmt, model.score)
+    chunks = iter_names(model.logits, model.meta, request, make_rng(seed))
+    write_name_chunks(chunks, fmt, model.score)
 
 
 def write_names(names: list[str], fmt: str, score) -> None:
-    """Print names as text lines, or as json/csv with their log-probabilities (via ``score``)."""
-    if fmt == "text":
-        write_text("".join(f"{name}\n" for name in names))
-        return
-    logps = [s.log_likelihood for s in score(names)]
-    if fmt == "json":
+    """Print names as text lines, or as json/jsonl/csv with their log-probabilities (via ``score``)."""
+    write_name_chunks([names], fmt, score)
+
+
+def write_name_chunks(chunks, fmt: str, score) -> None:
+    """Write each chunk of names as soon as it is made: memory stays that of one chunk, and a reader
+    that stops early (``| head``) ends the run at the next write. json is one array, as before."""
+    first = True
+    for names in chunks:
+        if fmt == "text":
+            write_text("".join(f"{name}\n" for name in names))
+            continue
+        logps = [s.log_likelihood for s in score(names)] if names else []
         rows = [{"name": n, "logprob": round(lp, 6)} for n, lp in zip(names, logps)]
-        write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
-    else:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["name", "logprob"])
-        writer.writerows([n, f"{lp:.6f}"] for n, lp in zip(names, logps))
-        write_text(buffer.getvalue())
+        if fmt == "jsonl":
+            write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        elif fmt == "json":  # the layout of json.dumps(all_rows, indent=1), one chunk at a time
+            items = [" " + json.dumps(row, ensure_ascii=False, indent=1).replace("\n", "\n ") for row in rows]
+            if items:
+                write_text(("[\n" if first else ",\n") + ",\n".join(items))
+                first = False
+        else:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            if first:
+                writer.writerow(["name", "logprob"])
+                first = False
+            writer.writerows([n, f"{lp:.6f}"] for n, lp in zip(names, logps))
+            write_text(buffer.getvalue())
+    if fmt == "json":
+        write_text("[]\n" if first else "\n]\n")
+    elif fmt == "csv" and first:
+        write_text("name,logprob\n")
 
 
 @main.command()

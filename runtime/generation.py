@@ -15,7 +15,7 @@ torch's: the same seed gives the same names on both sides.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -118,40 +118,56 @@ def _default(given) -> str:
 
 def generate(logits_fn: LogitsFn, meta: ModelMeta, request: Request, rng: np.random.Generator) -> list[str]:
     """Sample names as ``request`` says; with unique/novel, draw until enough pass, within a bound."""
+    return [name for chunk in iter_names(logits_fn, meta, request, rng) for name in chunk]
+
+
+def iter_names(logits_fn: LogitsFn, meta: ModelMeta, request: Request,
+               rng: np.random.Generator) -> Iterator[list[str]]:
+    """The names of ``generate``, in chunks of at most ``batch_size`` as they are made.
+
+    Memory stays bounded whatever the count; with unique/novel it grows with the names
+    kept (the set that later names are checked against). The random stream is consumed
+    exactly as by ``generate``, so the names are the same.
+    """
     p = plan(request, meta)
     if not (p.unique or p.novel):
-        return sample_names(logits_fn, meta, p, p.count, rng)
+        yield from _chunks(logits_fn, meta, p, p.count, rng)
+        return
     known = meta.known_names.names if p.novel else frozenset()
-    kept: list[str] = []
     seen: set[str] = set()
     budget = UNIQUE_DRAW_FACTOR * p.count + UNIQUE_DRAW_EXTRA
-    drawn = 0
-    while len(kept) < p.count:
+    drawn = kept = 0
+    while kept < p.count:
         if drawn >= budget:
             wanted = " and ".join(w for w, on in (("unique", p.unique), ("novel", p.novel)) if on)
             raise RequestError(
-                f"found only {len(kept)} {wanted} names of the {p.count} asked for in {drawn} draws; "
-                "ask for fewer, or loosen temperature, top-k, top-p, prefix or lengths"
+                f"found only {kept} {wanted} names of the {p.count} asked for in {drawn} draws; "
+                "ask for fewer, or loosen temperature, top-k, top-p, min-p, prefix or lengths"
             )
-        missing = p.count - len(kept)
+        missing = p.count - kept
         batch = min(budget - drawn, missing + missing // 4 + 16)
-        for name in sample_names(logits_fn, meta, p, batch, rng):
-            if name in known or (p.unique and name in seen):
-                continue
-            seen.add(name)
-            kept.append(name)
-            if len(kept) == p.count:
-                break
+        for chunk in _chunks(logits_fn, meta, p, batch, rng):
+            fresh = []
+            for name in chunk:
+                if name in known or (p.unique and name in seen):
+                    continue
+                if p.unique:
+                    seen.add(name)
+                fresh.append(name)
+                if kept + len(fresh) == p.count:
+                    break
+            kept += len(fresh)
+            yield fresh
+            if kept == p.count:
+                return
         drawn += batch
-    return kept
 
 
-def sample_names(logits_fn: LogitsFn, meta: ModelMeta, p: Plan, count: int, rng: np.random.Generator) -> list[str]:
-    names: list[str] = []
+def _chunks(logits_fn: LogitsFn, meta: ModelMeta, p: Plan, count: int,
+            rng: np.random.Generator) -> Iterator[list[str]]:
     for start in range(0, count, p.batch_size):
         uniforms = rng.random((min(p.batch_size, count - start), p.max_len))  # one per (name, position)
-        names.extend(_sample_chunk(logits_fn, meta, p, uniforms))
-    return names
+        yield _sample_chunk(logits_fn, meta, p, uniforms)
 
 
 def _sample_chunk(logits_fn: LogitsFn, meta: ModelMeta, p: Plan, uniforms: np.ndarray) -> list[str]:
