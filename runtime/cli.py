@@ -279,6 +279,69 @@ def verify(model_path, engine) -> None:
 
 
 @main.command()
+@model_option
+@click.option("--member", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Which member's table, for a model of several (each learned its own).")
+@click.option("--nearest", "near", default=None, callback=utf8_argument, metavar="CHAR",
+              help="List the characters closest to CHAR, by cosine similarity and by distance.")
+@click.option("--analogy", default=None, callback=utf8_argument, metavar="A:B::C:?",
+              help="Which character is to C what B is to A: the closest to E[B] - E[A] + E[C].")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Characters listed by --nearest and --analogy.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
+@user_errors
+def embeddings(model_path, member, near, analogy, top, fmt) -> None:
+    """The learned character embeddings, read from the model file (no onnxruntime needed)."""
+    from nametool.runtime import embeddings as emb
+    from nametool.runtime.model import NameModel
+
+    model = NameModel.load(model_path, engine="numpy")
+    table, itos = model.embeddings(member), model.vocab.itos()
+    members = model.meta.model.members
+    title = f"member {member} of {members}" if members > 1 else "the model's table"
+    if analogy is not None:
+        a, b, c = emb.parse_analogy(analogy)
+        found = emb.analogy(table, itos, a, b, c, top)
+        if fmt == "json":
+            write_text(json.dumps({"analogy": analogy, "member": member,
+                                   "answers": [{"char": ch, "cosine": round(v, 6)} for ch, v in found]},
+                                  ensure_ascii=False, indent=1) + "\n")
+            return
+        lines = [f"{a}:{b}::{c}:? ({title}), closest to E[{b}] - E[{a}] + E[{c}] by cosine:"]
+        lines += [f"  {ch}  {v:+.3f}" for ch, v in found]
+        write_text("\n".join(lines) + "\n")
+        return
+    if near is not None:
+        found = emb.nearest(table, itos, near, top)
+        if fmt == "json":
+            write_text(json.dumps({"char": near, "member": member, **{k: [{"char": ch, "value": round(v, 6)}
+                                   for ch, v in rows] for k, rows in found.items()}}, ensure_ascii=False,
+                                  indent=1) + "\n")
+            return
+        lines = [f"closest to {near!r} ({title}):", "  cosine similarity      euclidean distance"]
+        for (c1, v1), (c2, v2) in zip(found["cosine"], found["euclidean"]):
+            lines.append(f"  {c1}  {v1:+.3f}              {c2}  {v2:.3f}")
+        write_text("\n".join(lines) + "\n")
+        return
+    write_table(table, itos, fmt)
+
+
+def write_table(table, itos, fmt: str) -> None:
+    if fmt == "json":
+        rows = {ch: [round(float(v), 6) for v in row] for ch, row in zip(itos, table)}
+        write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
+        return
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["char", *[f"d{i}" for i in range(table.shape[1])]])
+        writer.writerows([ch, *[f"{v:.6f}" for v in row]] for ch, row in zip(itos, table))
+        write_text(buffer.getvalue())
+        return
+    write_text("".join(f"{ch}  " + " ".join(f"{v:+.2f}" for v in row) + "\n" for ch, row in zip(itos, table)))
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @engine_option
 @user_errors

@@ -256,6 +256,16 @@ class NameModel:
         if not np.isfinite(self.logits(contexts)).all():
             raise ModelFileError(f"{self.path}: the model gives NaN or infinite logits; refusing to sample from it")
 
+    def embeddings(self, member: int = 0) -> np.ndarray:
+        """The ``(vocab, embed_dim)`` embedding table of one member, rows in id order (end token first)."""
+        from nametool.runtime.embeddings import embedding_tables
+
+        tables = embedding_tables(self.data, len(self.vocab))
+        if not 0 <= member < len(tables):
+            raise RequestError(f"member {member} is out of range: this model has {len(tables)} "
+                               f"(0 to {len(tables) - 1})")
+        return tables[member]
+
     def next_char_distribution(self, text: str = "", *, temperature: float = 1.0) -> dict[str, float]:
         """P(next character | ``text``), most likely first. The end token means "the name ends"."""
         return next_char_distribution(self.logits, self.meta, text, temperature=temperature)

@@ -117,7 +117,8 @@ def test_a_venv_without_onnxruntime_runs_every_runtime_command(tmp_path):
 
     assert generated.stdout.split() == NameModel.load(engine="onnxruntime").generate(200, seed=4)
     for args in (["predict", "abi"], ["score", "aabid", "rahul"], ["verify"], ["verify", "default-int8"],
-                 ["info"], ["generate", "--model", "lecture", "-n", "3"]):
+                 ["info"], ["generate", "--model", "lecture", "-n", "3"],
+                 ["embeddings", "--nearest", "a"], ["embeddings", "--analogy", "a:e::o:?"]):
         result = run(*args)
         assert result.returncode == 0, (args, result.stderr)
     assert "engine       numpy" in run("info").stdout
