@@ -62,6 +62,11 @@ def sampling_options(func):
         click.option("--max-len", type=click.IntRange(min=1), default=None,
                      help="Longest name (the end token is forced there). Default: the training range."),
         click.option("--prefix", default="", callback=utf8_argument, help="Names start with these characters."),
+        click.option("--exclude", multiple=True, callback=utf8_argument, metavar="WORD",
+                     help="No name contains WORD (repeat for several); characters that would complete one "
+                          "are masked."),
+        click.option("--exclude-file", type=click.Path(dir_okay=False), default=None,
+                     help="Words no name may contain, one per line (# starts a comment)."),
         click.option("--unique", is_flag=True, help="No name twice in the output."),
         click.option("--novel", is_flag=True, help="No name of the training data (checked in the model file)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
@@ -80,6 +85,12 @@ def request_from(options: dict):
 
     options = dict(options)
     seed, fmt = options.pop("seed"), options.pop("fmt")
+    words, path = tuple(options.pop("exclude")), options.pop("exclude_file")
+    if path is not None:
+        from nametool.runtime.banned import read_words
+
+        words += tuple(read_words(path))
+    options["exclude"] = words
     return Request(**options), seed, fmt
 
 

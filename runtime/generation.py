@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from nametool.runtime.banned import Banned
 from nametool.runtime.errors import DataError, ModelFileError, RequestError
 from nametool.runtime.sampling import UnusableLogits, draw
 from nametool.runtime.schema import (DEFAULT_BATCH_SIZE, DEFAULT_COUNT, MAX_NAME_LEN, SEED_RANGE, ModelMeta,
@@ -44,6 +45,7 @@ class Request(NamedTuple):  # NamedTuple, not a dataclass: a third of a millisec
     min_len: int | None = None
     max_len: int | None = None
     prefix: str = ""
+    exclude: tuple[str, ...] = ()  # words no name may contain
     unique: bool = False
     novel: bool = False
     batch_size: int = DEFAULT_BATCH_SIZE
@@ -60,6 +62,8 @@ class Plan(NamedTuple):
     min_len: int
     max_len: int
     prefix_ids: tuple[int, ...]
+    banned: Banned | None  # the automaton of the excluded words
+    start_state: int  # its state after the prefix
     unique: bool
     novel: bool
     batch_size: int
@@ -94,9 +98,15 @@ def plan(request: Request, meta: ModelMeta) -> Plan:
         raise RequestError(f"prefix {r.prefix!r}: {exc}") from None
     if len(prefix_ids) > max_len:
         raise RequestError(f"prefix {r.prefix!r} is longer than max-len {max_len}")
+    banned, start_state = None, 0
+    if r.exclude:
+        banned = Banned(r.exclude, meta.vocab)
+        start_state = banned.walk(prefix_ids)
+        if start_state < 0:
+            raise RequestError(f"prefix {r.prefix!r} contains an excluded word")
     if r.novel and meta.known_names is None:
         raise RequestError("this model file carries no training names, so --novel cannot check them")
-    return Plan(r.count, temperature, r.top_k, r.top_p, r.min_p, min_len, max_len, prefix_ids,
+    return Plan(r.count, temperature, r.top_k, r.top_p, r.min_p, min_len, max_len, prefix_ids, banned, start_state,
                 r.unique, r.novel, r.batch_size)
 
 
@@ -179,18 +189,24 @@ def _sample_chunk(logits_fn: LogitsFn, meta: ModelMeta, p: Plan, uniforms: np.nd
     out[:, :len(p.prefix_ids)] = p.prefix_ids
     row = np.arange(rows)  # which output row each still-active context belongs to
     model = SharedRows(logits_fn, len(meta.vocab), rows)
+    state = np.full(rows, p.start_state, dtype=np.int32)  # each name's place in the banned-word automaton
     for pos in range(len(p.prefix_ids), p.max_len):  # at max_len the end is forced
         forbid = end if pos < p.min_len else None
+        logits = model.logits(context)
+        if p.banned is not None:  # no character that would complete an excluded word
+            logits = np.where(p.banned.completes[state], np.float32(-np.inf), logits)
         try:
-            ids = draw(model.logits(context), uniforms[row, pos], temperature=p.temperature, top_k=p.top_k,
+            ids = draw(logits, uniforms[row, pos], temperature=p.temperature, top_k=p.top_k,
                        top_p=p.top_p, min_p=p.min_p, forbid=forbid)
         except UnusableLogits as exc:
             raise _unusable(exc, meta.vocab.decode(out[row[exc.row], :pos]), forbid is not None, p) from None
         going = ids != end
         if not going.all():  # retire finished names
-            row, context, ids = row[going], context[going], ids[going]
+            row, context, ids, state = row[going], context[going], ids[going], state[going]
             if not len(row):
                 break
+        if p.banned is not None:
+            state = p.banned.next[state, ids]
         model.advance(going, ids)
         out[row, pos] = ids
         context[:, :-1] = context[:, 1:]
@@ -241,6 +257,10 @@ def _exact_key_steps(vocab_size: int) -> int:
 
 def _unusable(exc: UnusableLogits, text: str, end_masked: bool, p: Plan) -> Exception:
     """Name the context where the model gave no distribution, and whose fault it is."""
+    if exc.value == -np.inf and p.banned is not None:
+        why = " or is the end, which min-len forbids there" if end_masked else ""
+        return RequestError(f"after {text!r} every character the model allows would complete an excluded word{why}; "
+                            "exclude fewer words or loosen the request")
     if exc.value == -np.inf and end_masked:
         return RequestError(f"after {text!r} the model gives every character but the end probability 0, "
                             f"and min-len {p.min_len} forbids the end there; lower min-len")

@@ -60,14 +60,21 @@ class Rules:
     top_k: int | None = None
     top_p: float | None = None
     min_p: float | None = None
+    exclude: tuple[str, ...] = ()
     min_len: int = 1
     max_len: int = MAX_LEN
     prefix: str = ""
 
 
-def step_probs(logits: list[float], rules: Rules, end_allowed: bool) -> dict[int, float]:
-    """P(next id) by the README's adjustments, in its order; an id left out has probability 0."""
-    ids = [i for i in range(len(logits)) if end_allowed or i != END]
+def step_probs(logits: list[float], rules: Rules, end_allowed: bool, text: str = "") -> dict[int, float]:
+    """P(next id) by the README's adjustments, in its order; an id left out has probability 0.
+
+    A letter that would make ``text`` end with an excluded word is masked with the end.
+    """
+    def completes(i: int) -> bool:
+        return i != END and any((text + CHARS[i - 1]).endswith(word) for word in rules.exclude)
+
+    ids = [i for i in range(len(logits)) if (end_allowed or i != END) and not completes(i)]
     if rules.temperature == 0:
         return {max(ids, key=lambda i: logits[i]): 1.0}
     top = max(logits[i] for i in ids)
@@ -100,7 +107,7 @@ def model_row(model, context: tuple[int, ...]) -> list[float]:
 def next_probs(model, rules: Rules, ids: list[int]) -> dict[int, float]:
     """The step after ``ids`` (prefix included): the context is the last ids, padded with the end."""
     context = tuple(([END] * CONTEXT_SIZE + ids)[-CONTEXT_SIZE:])
-    return step_probs(model_row(model, context), rules, end_allowed=len(ids) >= rules.min_len)
+    return step_probs(model_row(model, context), rules, end_allowed=len(ids) >= rules.min_len, text=decode(ids))
 
 
 def encode(text: str) -> list[int]:
@@ -197,6 +204,8 @@ CASES = {
     # top-k renormalises before top-p: after the cut to two, the first may alone reach p
     "top-k then top-p": {"temperature": 0.8, "top_k": 2, "top_p": 0.6, "min_len": 2},
     "min-p": {"min_p": 0.3},
+    "excluded words": {"exclude": ("ab", "ca", "bbb"), "max_len": 6},
+    "excluded words, prefix and top-k": {"exclude": ("bc", "aa"), "prefix": "a", "top_k": 2, "min_len": 3},
     "hot, top-p then min-p": {"temperature": 1.5, "top_p": 0.9, "min_p": 0.25, "min_len": 2},
 }
 
