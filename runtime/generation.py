@@ -32,6 +32,10 @@ LogitsFn = Callable[[np.ndarray], np.ndarray]  # (batch, context_size) int64 -> 
 SHARE_UNTIL = 0.9  # look for rows with equal contexts until this share of them is distinct (0: never)
 UNIQUE_DRAW_FACTOR = 20  # --unique/--novel give up after 20 * count + 1000 draws
 UNIQUE_DRAW_EXTRA = 1000
+# --suffix/--contains keep names by rejection, which costs 1 / (share of names that match) draws
+# each: a suffix one name in 40 ends with needs ~40. They give up after 1000 * count + 100,000.
+MATCH_DRAW_FACTOR = 1000
+MATCH_DRAW_EXTRA = 100_000
 
 
 class Request(NamedTuple):  # NamedTuple, not a dataclass: a third of a millisecond less start-up each
@@ -46,6 +50,8 @@ class Request(NamedTuple):  # NamedTuple, not a dataclass: a third of a millisec
     max_len: int | None = None
     prefix: str = ""
     exclude: tuple[str, ...] = ()  # words no name may contain
+    suffix: str = ""  # names end with this
+    contains: str = ""  # names contain this
     unique: bool = False
     novel: bool = False
     batch_size: int = DEFAULT_BATCH_SIZE
@@ -64,6 +70,8 @@ class Plan(NamedTuple):
     prefix_ids: tuple[int, ...]
     banned: Banned | None  # the automaton of the excluded words
     start_state: int  # its state after the prefix
+    suffix: str
+    contains: str
     unique: bool
     novel: bool
     batch_size: int
@@ -98,6 +106,13 @@ def plan(request: Request, meta: ModelMeta) -> Plan:
         raise RequestError(f"prefix {r.prefix!r}: {exc}") from None
     if len(prefix_ids) > max_len:
         raise RequestError(f"prefix {r.prefix!r} is longer than max-len {max_len}")
+    for what, text in (("suffix", r.suffix), ("contains", r.contains)):
+        try:
+            meta.vocab.encode(text)
+        except ValueError as exc:
+            raise RequestError(f"{what} {text!r}: {exc}") from None
+        if len(text) > max_len:
+            raise RequestError(f"{what} {text!r} is longer than max-len {max_len}")
     banned, start_state = None, 0
     if r.exclude:
         banned = Banned(r.exclude, meta.vocab)
@@ -107,6 +122,7 @@ def plan(request: Request, meta: ModelMeta) -> Plan:
     if r.novel and meta.known_names is None:
         raise RequestError("this model file carries no training names, so --novel cannot check them")
     return Plan(r.count, temperature, r.top_k, r.top_p, r.min_p, min_len, max_len, prefix_ids, banned, start_state,
+                r.suffix, r.contains,
                 r.unique, r.novel, r.batch_size)
 
 
@@ -138,28 +154,42 @@ def iter_names(logits_fn: LogitsFn, meta: ModelMeta, request: Request,
     Memory stays bounded whatever the count; with unique/novel it grows with the names
     kept (the set that later names are checked against). The random stream is consumed
     exactly as by ``generate``, so the names are the same.
+
+    Suffix and contains are met by rejection: names are drawn from the model and kept if
+    they match, so the kept names follow the model's distribution restricted to the
+    constraint (masking would skew it). Like unique and novel, a request gives up after
+    ``20 * count + 1000`` draws with an error rather than hang.
     """
     p = plan(request, meta)
-    if not (p.unique or p.novel):
+    if not (p.unique or p.novel or p.suffix or p.contains):
         yield from _chunks(logits_fn, meta, p, p.count, rng)
         return
     known = meta.known_names.names if p.novel else frozenset()
     seen: set[str] = set()
-    budget = UNIQUE_DRAW_FACTOR * p.count + UNIQUE_DRAW_EXTRA
+    matching = bool(p.suffix or p.contains)
+    budget = (MATCH_DRAW_FACTOR * p.count + MATCH_DRAW_EXTRA if matching else
+              UNIQUE_DRAW_FACTOR * p.count + UNIQUE_DRAW_EXTRA)
     drawn = kept = 0
     while kept < p.count:
         if drawn >= budget:
-            wanted = " and ".join(w for w, on in (("unique", p.unique), ("novel", p.novel)) if on)
+            adjectives = " and ".join(w for w, on in (("unique", p.unique), ("novel", p.novel)) if on)
+            matching = " and ".join(w for w, on in ((f"ending in {p.suffix!r}", p.suffix),
+                                                     (f"containing {p.contains!r}", p.contains)) if on)
+            wanted = " ".join(part for part in (adjectives, "names", matching) if part)
             raise RequestError(
-                f"found only {kept} {wanted} names of the {p.count} asked for in {drawn} draws; "
-                "ask for fewer, or loosen temperature, top-k, top-p, min-p, prefix or lengths"
+                f"found only {kept} {wanted} of the {p.count} asked for in {drawn} draws; "
+                "ask for fewer, or loosen temperature, top-k, top-p, min-p, prefix, suffix, contains or lengths"
             )
         missing = p.count - kept
-        batch = min(budget - drawn, missing + missing // 4 + 16)
+        batch = missing + missing // 4 + 16
+        if matching and kept:  # draw what the share matched so far says is needed, and a quarter more
+            batch = max(batch, min(int(1.25 * missing * drawn / kept) + 16, 1 << 20))
+        batch = min(budget - drawn, batch)
         for chunk in _chunks(logits_fn, meta, p, batch, rng):
             fresh = []
             for name in chunk:
-                if name in known or (p.unique and name in seen):
+                if name in known or (p.unique and name in seen) or not name.endswith(p.suffix) or \
+                        p.contains not in name:
                     continue
                 if p.unique:
                     seen.add(name)

@@ -76,3 +76,17 @@ def test_words_the_vocabulary_cannot_spell_mask_nothing():
             Banned(["abc"], VOCAB)
         finally:
             module.MAX_STATES = saved
+
+
+def test_suffix_and_contains_hold_for_every_name_and_give_up_in_one_line():
+    runner = CliRunner()
+    base = ["generate", "--model", "lecture", "-n", "200", "--seed", "4"]
+    ends = runner.invoke(run_main, [*base, "--suffix", "esh"]).output.split()
+    assert len(ends) == 200 and all(name.endswith("esh") for name in ends)
+    inside = runner.invoke(run_main, [*base, "--contains", "vi", "--unique"]).output.split()
+    assert len(set(inside)) == 200 and all("vi" in name for name in inside)
+    refused = runner.invoke(run_main, ["generate", "--model", "lecture", "-n", "1", "--suffix", "qqq"])
+    assert refused.exit_code == 1 and refused.output.count("\n") == 1
+    assert "found only 0 names ending in 'qqq' of the 1 asked for in 101000 draws" in refused.output
+    bad = runner.invoke(run_main, ["generate", "--contains", "Z"])
+    assert bad.exit_code == 1 and "contains 'Z': 'Z' not in the vocabulary" in bad.output

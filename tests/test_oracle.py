@@ -274,3 +274,33 @@ def test_the_oracle_sampler_passes_against_its_own_enumeration():
 
 def test_the_table_has_no_ties_in_a_row():
     assert all(len(set(row.tolist())) == len(row) for row in TABLE.reshape(-1, 4))
+
+
+def restricted(probs: dict[str, float], keep) -> dict[str, float]:
+    """The distribution conditioned on ``keep(name)``: the model's, restricted and renormalised."""
+    kept = {name: p for name, p in probs.items() if keep(name)}
+    total = sum(kept.values())
+    return {name: p / total for name, p in kept.items()}
+
+
+@pytest.mark.parametrize("options, keep", [
+    ({"suffix": "b"}, lambda name: name.endswith("b")),
+    ({"suffix": "ca", "max_len": 6}, lambda name: name.endswith("ca")),
+    ({"contains": "bb"}, lambda name: "bb" in name),
+    ({"contains": "c", "suffix": "a", "temperature": 1.3}, lambda name: "c" in name and name.endswith("a")),
+])
+def test_suffix_and_contains_keep_the_models_distribution_restricted_to_them(options, keep):
+    """Exact: P(name | constraint) = P(name) / P(constraint), by enumeration; masking would skew it."""
+    rules = Rules(**{k: v for k, v in options.items() if k not in ("suffix", "contains")})
+    probs = restricted(oracle_distribution(table_model, rules), keep)
+    names = engine_names(table_model, options, count=20_000)
+    assert all(keep(name) for name in names)
+    assert not set(names) - set(probs)
+    assert chi_square_z(names, probs) < Z_LIMIT
+
+
+def test_masking_toward_a_suffix_would_be_caught():
+    """The check has power here too: names that merely end in 'b' by forcing, not by the model."""
+    skewed = [name[:-1] + "b" if name else "b" for name in engine_names(table_model, {}, count=20_000)]
+    probs = restricted(oracle_distribution(table_model, Rules()), lambda name: name.endswith("b"))
+    assert chi_square_z(skewed, probs) > Z_LIMIT
