@@ -275,6 +275,7 @@ class NameModel:
 
         Options (all keyword, unset ones take the model's defaults): ``temperature``
         (0 is greedy), ``top_k``, ``top_p``, ``min_p``, ``min_len``, ``max_len``, ``prefix``,
+        ``suffix``, ``contains``, ``exclude`` (a tuple of words no name may contain),
         ``unique``, ``novel`` (no name of the training data), ``batch_size``.
         """
         request = generation.Request(count=count, **options)

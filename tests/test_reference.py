@@ -27,6 +27,8 @@ from nametool.train.reference import sample_with_torch  # noqa: E402
         {"prefix": "s", "min_len": 6, "max_len": 7},
         {"min_len": 3, "max_len": 4, "temperature": 0.8},
         {"unique": True, "novel": True},
+        {"exclude": ("a", "ee"), "min_p": 0.05},
+        {"suffix": "a", "contains": "r"},
     ],
 )
 def test_torch_and_runtime_give_identical_names(tiny_run, options):
