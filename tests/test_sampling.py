@@ -122,6 +122,20 @@ def test_top_k_only_returns_the_k_most_likely(logits, k, seed):
 
 
 @settings(max_examples=60, deadline=None)
+@given(logits=logit_rows, min_p=st.floats(0.0, 1.0), seed=st.integers(0, 2**32 - 1))
+def test_min_p_draws_only_ids_at_least_min_p_times_the_most_likely(logits, min_p, seed):
+    full = np.exp(logits - logits.max(axis=1, keepdims=True))
+    full /= full.sum(axis=1, keepdims=True)  # softmax written here, not next_char_probs
+    ids = draw(logits, np.random.default_rng(seed).random(len(logits)), min_p=min_p)
+    chosen = full[np.arange(len(ids)), ids]
+    assert (chosen >= min_p * full.max(axis=1) * (1 - 1e-9)).all()
+    kept, floor = next_char_probs(logits, min_p=min_p) > 0, min_p * full.max(axis=1, keepdims=True)
+    assert (full[kept] >= (floor * (1 - 1e-9)).repeat(full.shape[1], axis=1)[kept]).all()  # nothing below
+    assert kept[full > floor * (1 + 1e-9)].all()  # everything clearly above stays
+    assert kept[np.arange(len(ids)), full.argmax(axis=1)].all()  # the most likely always stays
+
+
+@settings(max_examples=60, deadline=None)
 @given(logits=logit_rows, p=st.floats(0.01, 0.99))
 def test_top_p_keeps_the_smallest_set_reaching_p(logits, p):
     probs = next_char_probs(logits)
