@@ -34,9 +34,25 @@ class NameMLP(nn.Module):
         layers.append(nn.Linear(width, vocab_size))
         self.mlp = nn.Sequential(*layers)
 
+    fold = False  # compute the first layer as summed per-position tables (set by training; same maths)
+
     def forward(self, context: torch.Tensor) -> torch.Tensor:
+        if self.fold:
+            return self.mlp[1:](self._folded_first_layer(context))  # (batch, vocab) logits
         x = self.embed(context).flatten(1)  # (batch, context_size * embed_dim)
         return self.mlp(x)  # (batch, vocab) logits
+
+    def _folded_first_layer(self, context: torch.Tensor) -> torch.Tensor:
+        """``concat_i E[c_i] @ W1.T`` as ``sum_i (E @ W1_i.T)[c_i]``: the tables ``T_i = E @ W1_i.T``
+        once per call, then one row per position, summed (``embedding_bag``). Gradients reach E and
+        W1 through the tables, exactly as through the concatenation."""
+        first, (vocab, dim) = self.mlp[0], self.embed.weight.shape
+        size = context.shape[1]
+        blocks = first.weight.view(first.out_features, size, dim)  # (hidden, context, embed)
+        tables = torch.einsum("ve,hce->cvh", self.embed.weight, blocks).reshape(size * vocab, -1)
+        offsets = torch.arange(size, device=context.device) * vocab
+        rows = F.embedding_bag(context + offsets, tables, mode="sum")  # (batch, hidden)
+        return rows + first.bias
 
     def member_logits(self, context: torch.Tensor) -> list[torch.Tensor]:
         """What training fits: each member's own logits."""
@@ -60,6 +76,15 @@ class NameEnsemble(nn.Module):
 
     def member_logits(self, context: torch.Tensor) -> list[torch.Tensor]:
         return [member(context) for member in self.members]
+
+    @property
+    def fold(self) -> bool:
+        return self.members[0].fold
+
+    @fold.setter
+    def fold(self, value: bool) -> None:
+        for member in self.members:
+            member.fold = value
 
     @property
     def embedding(self) -> torch.Tensor:

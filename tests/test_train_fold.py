@@ -1,0 +1,74 @@
+"""Training with the first layer folded: the same maths as the lecture's form, used where it is faster."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from torch.nn import functional as F  # noqa: E402
+
+from nametool.runtime.schema import ModelConfig  # noqa: E402
+from nametool.train import training  # noqa: E402
+from nametool.train.config import TrainConfig  # noqa: E402
+from nametool.train.data import load_names  # noqa: E402
+from nametool.train.model import build_model  # noqa: E402
+from nametool.train.training import fold_pays, resume_training, run_training  # noqa: E402
+
+from .conftest import TINY_NAMES  # noqa: E402
+
+WIDE = ModelConfig(context_size=4, embed_dim=32, hidden=(48,), members=2)  # embed_dim >= vocab: folds in fp32
+CONFIG = TrainConfig(steps=60, batch_size=32, lr=5e-3, warmup=5, eval_every=20, seed=3, precision="fp32")
+
+
+@pytest.mark.parametrize("config", [WIDE, ModelConfig(3, 10, (20,)),
+                                    ModelConfig(4, 6, (24, 16), norm="layer", members=3)])
+def test_folded_gradients_equal_the_plain_ones(config):
+    torch.manual_seed(1)
+    model = build_model(27, config)
+    contexts, targets = torch.randint(0, 27, (64, config.context_size)), torch.randint(0, 27, (64,))
+    grads = {}
+    for fold in (False, True):
+        model.fold = fold
+        model.zero_grad()
+        loss = sum(F.cross_entropy(out, targets) for out in model.member_logits(contexts))
+        loss.backward()
+        grads[fold] = (loss.item(), [p.grad.clone() for p in model.parameters()])
+    assert abs(grads[False][0] - grads[True][0]) < 1e-6
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(grads[False][1], grads[True][1]))
+
+
+def test_the_rule_folds_fp32_wide_embeddings_only():
+    assert fold_pays("fp32", WIDE, 27) and not fold_pays("bf16", WIDE, 27)
+    assert not fold_pays("fp32", ModelConfig(3, 10, (200,)), 27)  # the lecture's shape
+
+
+def test_a_folded_run_ends_where_the_plain_run_does(tmp_path, monkeypatch):
+    names = load_names(TINY_NAMES)
+    decided = []
+    monkeypatch.setattr(training, "fold_pays", lambda *args: decided.append(fold_pays(*args)) or decided[-1])
+    folded = run_training(names, WIDE, CONFIG, tmp_path / "folded.pt")
+    assert decided == [True]  # this run really trained folded
+    monkeypatch.setattr(training, "fold_pays", lambda *args: False)
+    plain = run_training(names, WIDE, CONFIG, tmp_path / "plain.pt")
+    assert all(abs(folded.losses[k] - plain.losses[k]) < 1e-4 for k in folded.losses)
+    assert abs(folded.checkpoint.history["val_loss"][0] - plain.checkpoint.history["val_loss"][0]) < 1e-5
+
+
+def test_resume_is_exact_with_the_folded_layer(tmp_path):
+    names = load_names(TINY_NAMES)
+    assert fold_pays(CONFIG.precision, WIDE, 27)
+    whole = run_training(names, WIDE, CONFIG, tmp_path / "whole.pt")
+    calls = {"n": 0}
+
+    def stop_after_30():
+        calls["n"] += 1
+        return calls["n"] > 30
+
+    run_training(names, WIDE, CONFIG, tmp_path / "part.pt", should_stop=stop_after_30)
+    resumed = resume_training(tmp_path / "part.pt")
+    a, b = whole.checkpoint.model.state_dict(), resumed.checkpoint.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert whole.losses == resumed.losses
