@@ -72,3 +72,31 @@ def test_resume_is_exact_with_the_folded_layer(tmp_path):
     a, b = whole.checkpoint.model.state_dict(), resumed.checkpoint.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert whole.losses == resumed.losses
+
+
+def test_a_time_budget_sets_the_steps_from_measured_step_times(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from nametool.train.checkpoint import load_checkpoint
+    from nametool.train.cli import main as tool_main
+
+    monkeypatch.setattr(training, "measure_step_seconds", lambda *args, **kwargs: (0.004, 0.05))
+    args = ["train", "--data", str(TINY_NAMES), "--context-size", "3", "--embed-dim", "6", "--hidden", "16",
+            "--batch-size", "32", "--eval-every", "100", "--time-budget", "2", "--out", str(tmp_path / "m.pt")]
+    result = CliRunner().invoke(tool_main, args)
+    assert result.exit_code == 0, result.output
+    steps = int(2 / (0.004 + 0.05 / 100))  # 444: the budget over a step and its share of an evaluation
+    assert f"time budget 2 s: measured 4.00 ms a step and 50 ms an evaluation here; training {steps} steps" \
+        in result.output
+    ckpt = load_checkpoint(tmp_path / "m.pt")
+    assert ckpt.train_config.steps == steps and ckpt.train_config.time_budget == 2.0
+    assert ckpt.loop.step == steps
+
+
+def test_measuring_the_step_time_leaves_torchs_random_state_as_it_was():
+    names = load_names(TINY_NAMES)
+    torch.manual_seed(11)
+    before = torch.get_rng_state()
+    per_step, per_eval = training.measure_step_seconds(names, WIDE, replace(CONFIG, dropout=0.2))
+    assert per_step > 0 and per_eval > 0
+    assert torch.equal(torch.get_rng_state(), before)

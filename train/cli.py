@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 import datetime as dt
 import math
 import signal
@@ -97,13 +98,17 @@ def _hidden_sizes(ctx, param, value: str) -> tuple[int, ...]:
 @click.option("--precision", type=click.Choice(PRECISIONS), default=TrainConfig.precision, show_default=True,
               help="Of the training forward pass. 'auto': bf16 on CPUs with AMX, else fp32. "
                    "Weights, evaluation and export stay fp32.")
+@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Train for about this long: a few steps are timed first and --steps is set from them "
+                   "(said, and recorded in the checkpoint). The same seed and budget can give different "
+                   "step counts, so different models, on different CPUs.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint path. Default: runs/<time>/model.pt")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--resume", type=click.Path(dir_okay=False), default=None,
               help="Continue the run saved in this checkpoint (its own settings; other options ignored).")
 @user_errors
-def train(data, min_len, max_len, end_token, out, force, resume, **settings):
+def train(data, min_len, max_len, end_token, out, force, resume, time_budget, **settings):
     """Train the MLP and write a checkpoint (weights, config, vocabulary and split in one file).
 
     Ctrl-C stops at the next step, saves the best weights so far and the state
@@ -126,9 +131,12 @@ def train(data, min_len, max_len, end_token, out, force, resume, **settings):
         raise click.BadParameter(f"{min_len} is above --max-len {max_len}", param_hint="--min-len")
     if out is not None:
         check_writable(Path(out), force)  # before minutes of training
-    config, train_config = _configs(settings)
     names = load_names(data, min_len=min_len, max_len=max_len, end_token=end_token)
     click.echo(names.report(), err=True)
+    if time_budget is not None:
+        settings = {**settings, "steps": _budget_steps(names, settings, end_token, time_budget)}
+    config, train_config = _configs(settings)
+    train_config = replace(train_config, time_budget=time_budget)
     out = Path(out) if out else _new_run_path()
     with _progress_bar(train_config.steps) as (progress, stop):
         result = run_training(names, config, train_config, out, end_token=end_token, progress=progress,
@@ -149,6 +157,21 @@ def _configs(settings: dict):
     model_fields = {f.name for f in fields(ModelConfig)}
     config = ModelConfig(**{k: v for k, v in settings.items() if k in model_fields})
     return config, TrainConfig(**{k: v for k, v in settings.items() if k not in model_fields})
+
+
+def _budget_steps(names, settings: dict, end_token: str, budget: float) -> int:
+    """Steps that fit ``budget`` seconds here, evaluations and saves included."""
+    from nametool.train.training import measure_step_seconds
+
+    config, train_config = _configs(settings)
+    per_step, per_eval = measure_step_seconds(names, config, train_config, end_token)
+    steps = max(1, int(budget / (per_step + per_eval / train_config.eval_every)))
+    if steps < train_config.eval_every:  # one evaluation at the end: give it its share
+        steps = max(1, int((budget - per_eval) / per_step))
+    click.echo(f"time budget {budget:g} s: measured {per_step * 1e3:.2f} ms a step and {per_eval * 1e3:.0f} ms "
+               f"an evaluation here; training {steps:,} steps (the same seed and budget can give other step "
+               "counts on other CPUs)", err=True)
+    return steps
 
 
 def _resume(path: Path) -> None:

@@ -37,6 +37,7 @@ class TrainConfig:
     # "auto" is bf16 on CPUs with AMX bf16 matrix units, where it is about 1.6 times as
     # fast for the same loss, and fp32 elsewhere; a run records what it resolved to.
     precision: str = "auto"
+    time_budget: float | None = None  # seconds asked for with --time-budget; steps were set from it
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:

@@ -147,6 +147,41 @@ class Outcome:
     stopped: str  # "finished", "early stop" or "interrupted"
 
 
+def measure_step_seconds(names: NameSet, config: ModelConfig, train_config: TrainConfig,
+                         end_token: str = END_TOKEN, steps: int = 20) -> tuple[float, float]:
+    """(seconds per training step, seconds per evaluation and save) of this model on this machine.
+
+    Runs a few real steps on a throwaway copy, inside ``fork_rng``: the run that follows draws
+    exactly what it would have drawn without the measurement.
+    """
+    import io
+
+    vocab = build_vocab(names.names, end_token)
+    train_names, val_names, _ = split_names(names.names, train_config.seed)
+    device = train_config.device
+    precision = resolve_precision(train_config.precision, torch.device(device).type)
+    train = Windows.from_numpy(*build_windows(train_names, vocab, config.context_size), device=device)
+    val = Windows.from_numpy(*build_windows(val_names, vocab, config.context_size), device=device)
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(len(vocab), config, dropout=train_config.dropout).to(device)
+        model.fold = fold_pays(precision, config, len(vocab))
+        probe = replace(train_config, precision=precision, steps=steps + 5)
+        optimizer, gen = _start(model, train, probe, LoopState())
+        bf16 = precision == "bf16"
+        state = LoopState()
+        for _ in range(5):  # warm-up: first calls allocate and pick kernels
+            _step(model, optimizer, gen, train, probe, state, bf16)
+        started = time.perf_counter()
+        for _ in range(steps):
+            _step(model, optimizer, gen, train, probe, state, bf16)
+        per_step = (time.perf_counter() - started) / steps
+        started = time.perf_counter()
+        mean_loss(model, val)
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, io.BytesIO())
+        per_eval = time.perf_counter() - started
+    return per_step, per_eval
+
+
 def fold_pays(precision: str, config: ModelConfig, vocab_size: int) -> bool:
     """Train the first layer folded (``NameMLP._folded_first_layer``: the same maths) where it measured
     faster: in fp32 with embeddings at least as wide as the vocabulary. bench/train_fold.py on the
