@@ -107,7 +107,8 @@ engine_option = click.option(
     "--engine", type=click.Choice(["auto", "onnxruntime", "numpy"]), default="auto", show_default=True,
     help="What runs the model: onnxruntime, or numpy alone (for devices without onnxruntime). auto: "
          f"numpy for small requests (generate or score of fewer than {MANY_NAMES:,} names, predict, info, verify), "
-         "which start faster, and onnxruntime, where installed, for large ones. Same names either way.",
+         "which start faster, and onnxruntime, where installed, for large ones and files numpy cannot run. "
+         "Same names either way.",
 )
 threads_option = click.option("--threads", type=click.IntRange(min=1), default=None,
                               help="onnxruntime intra-op threads. Default: one per available core for "

@@ -152,7 +152,7 @@ class NumpyBackend:
             self._file = read_onnx(data)
             self._graph = NumpyGraph(self._file)
         except ModelFileError as exc:
-            raise ModelFileError(f"{path}: {exc}") from None
+            raise type(exc)(f"{path}: {exc}") from None
 
     def run(self, contexts: np.ndarray) -> np.ndarray:
         return self._graph.run(contexts)
@@ -206,12 +206,23 @@ class NameModel:
         where it is installed, unless ``large`` is False (a few calls: numpy starts faster).
         ``threads`` sets onnxruntime's intra-op threads.
         """
-        engine = choose_engine(engine, large=large)
+        asked, engine = engine, choose_engine(engine, large=large)
         path = resolve_model(path)
         if not path.is_file():
             raise ModelFileError(f"{path}: is not a file")
         data = _read(path)
-        backend = OnnxruntimeBackend.open(data, path, threads) if engine == "onnxruntime" else NumpyBackend(data, path)
+        backend = OnnxruntimeBackend.open(data, path, threads) if engine == "onnxruntime" else None
+        if backend is None:
+            from nametool.runtime.numpy_engine import UnsupportedOperator
+
+            try:
+                backend = NumpyBackend(data, path)
+            except UnsupportedOperator:
+                if asked != "auto" or not onnxruntime_installed():
+                    raise
+                # auto means numpy where it can run the file: one exported by an older nametool
+                # (dynamic int8 operators) runs on onnxruntime instead
+                backend = OnnxruntimeBackend.open(data, path, threads)
         meta = _read_meta(backend.metadata(path), path)
         _check_graph(*backend.signature(path), meta, path)
         _check_printable(meta, path)

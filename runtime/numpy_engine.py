@@ -157,6 +157,10 @@ AXES_OPS = {"Unsqueeze": (_unsqueeze, 1), "Squeeze": (_squeeze, 1), "ReduceLogSu
             "ReduceSum": (_reduce_sum, 1)}
 
 
+class UnsupportedOperator(ModelFileError):
+    """The graph holds an operator the numpy engine does not implement (onnxruntime may run it)."""
+
+
 class NumpyGraph:
     """A nametool graph evaluated with numpy: ``run(contexts) -> logits``."""
 
@@ -237,7 +241,7 @@ def _fuse_gather_sum(steps: list, values: dict) -> tuple:
 def _check_supported(node) -> None:
     if node.domain not in ONNX_DOMAINS or (node.op_type not in OPS and node.op_type not in AXES_OPS):
         where = f"{node.domain}." if node.domain not in ONNX_DOMAINS else ""
-        raise ModelFileError(
+        raise UnsupportedOperator(
             f"the numpy engine cannot run operator {where}{node.op_type} (node {node.name!r}); "
             "it runs only what this nametool exports (re-export the model, or use --engine onnxruntime)"
         )

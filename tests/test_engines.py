@@ -115,3 +115,16 @@ def test_an_operator_numpy_does_not_run_is_named_in_one_line(tiny_run, tmp_path)
         NameModel.load(tmp_path / "erf.onnx", engine="numpy")
     result = CliRunner().invoke(run_main, ["generate", "--model", str(tmp_path / "erf.onnx"), "--engine", "numpy"])
     assert result.exit_code == 1 and result.output.count("\n") == 1 and "operator Erf" in result.output
+
+
+def test_auto_runs_a_file_numpy_cannot_on_onnxruntime(tiny_run, tmp_path):
+    """A file of an older nametool (dynamic int8 operators) still generates by default."""
+    onnx = pytest.importorskip("onnx")
+    _, onnx_path = tiny_run
+    proto = onnx.load(str(onnx_path))
+    next(n for n in proto.graph.node if n.op_type == "Tanh").op_type = "Erf"
+    onnx.save(proto, str(tmp_path / "erf.onnx"))
+    model = NameModel.load(tmp_path / "erf.onnx", large=False)
+    assert model.engine == "onnxruntime" and len(model.generate(5, seed=1)) == 5
+    result = CliRunner().invoke(run_main, ["generate", "--model", str(tmp_path / "erf.onnx"), "-n", "3"])
+    assert result.exit_code == 0 and len(result.output.split()) == 3
