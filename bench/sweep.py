@@ -1,6 +1,6 @@
 """The sweep behind the defaults: quality, training time, size and generation speed per configuration.
 
-    python bench/sweep.py                # every configuration below, about 15 minutes on 2 cores
+    python bench/sweep.py                # every configuration below, about 15 to 20 minutes on 2 cores
     python bench/sweep.py --only 3,5     # some of them
 
 Each configuration trains on the default dataset (seed 42, so every row sees the
@@ -58,6 +58,10 @@ CONFIGS = [
      TrainConfig(**B1024, precision="bf16")),
     ("  ... 2 members of 384, bf16", ModelConfig(10, 32, (384,), members=2), TrainConfig(**B1024, precision="bf16")),
     ("  ... 3 members, bf16", ModelConfig(10, 32, (512,), members=3), TrainConfig(**B1024, precision="bf16")),
+    ("  ... 3 members, 3000 steps, bf16", ModelConfig(10, 32, (512,), members=3),
+     TrainConfig(**{**B1024, "steps": 3000}, precision="bf16")),
+    ("  ... 3 members, 3000 steps, fp32", ModelConfig(10, 32, (512,), members=3),
+     TrainConfig(**{**B1024, "steps": 3000}, **F32)),
 ]
 
 
