@@ -100,19 +100,8 @@ def plan(request: Request, meta: ModelMeta) -> Plan:
         raise RequestError(f"max-len {max_len}{_default(r.max_len)} is below min-len {min_len}{_default(r.min_len)}")
     if r.batch_size < 1:
         raise RequestError(f"batch size {r.batch_size} must be at least 1")
-    try:
-        prefix_ids = tuple(meta.vocab.encode(r.prefix))
-    except ValueError as exc:
-        raise RequestError(f"prefix {r.prefix!r}: {exc}") from None
-    if len(prefix_ids) > max_len:
-        raise RequestError(f"prefix {r.prefix!r} is longer than max-len {max_len}")
-    for what, text in (("suffix", r.suffix), ("contains", r.contains)):
-        try:
-            meta.vocab.encode(text)
-        except ValueError as exc:
-            raise RequestError(f"{what} {text!r}: {exc}") from None
-        if len(text) > max_len:
-            raise RequestError(f"{what} {text!r} is longer than max-len {max_len}")
+    prefix_ids, _, _ = (_encode(what, text, meta, max_len)
+                        for what, text in (("prefix", r.prefix), ("suffix", r.suffix), ("contains", r.contains)))
     banned, start_state = None, 0
     if r.exclude:
         banned = Banned(r.exclude, meta.vocab)
@@ -124,6 +113,17 @@ def plan(request: Request, meta: ModelMeta) -> Plan:
     return Plan(r.count, temperature, r.top_k, r.top_p, r.min_p, min_len, max_len, prefix_ids, banned, start_state,
                 r.suffix, r.contains,
                 r.unique, r.novel, r.batch_size)
+
+
+def _encode(what: str, text: str, meta: ModelMeta, max_len: int) -> tuple[int, ...]:
+    """The ids of a prefix, suffix or contained string, refused if the vocabulary or max-len cannot have it."""
+    try:
+        ids = tuple(meta.vocab.encode(text))
+    except ValueError as exc:
+        raise RequestError(f"{what} {text!r}: {exc}") from None
+    if len(ids) > max_len:
+        raise RequestError(f"{what} {text!r} is longer than max-len {max_len}")
+    return ids
 
 
 def make_rng(seed: int | None) -> np.random.Generator:
@@ -157,8 +157,9 @@ def iter_names(logits_fn: LogitsFn, meta: ModelMeta, request: Request,
 
     Suffix and contains are met by rejection: names are drawn from the model and kept if
     they match, so the kept names follow the model's distribution restricted to the
-    constraint (masking would skew it). Like unique and novel, a request gives up after
-    ``20 * count + 1000`` draws with an error rather than hang.
+    constraint (masking would skew it). A request gives up with an error rather than hang:
+    after ``20 * count + 1000`` draws for unique and novel, ``1000 * count + 100000`` with
+    suffix or contains (rejection pays one draw per name over the share that matches).
     """
     p = plan(request, meta)
     if not (p.unique or p.novel or p.suffix or p.contains):
@@ -173,9 +174,9 @@ def iter_names(logits_fn: LogitsFn, meta: ModelMeta, request: Request,
     while kept < p.count:
         if drawn >= budget:
             adjectives = " and ".join(w for w, on in (("unique", p.unique), ("novel", p.novel)) if on)
-            matching = " and ".join(w for w, on in ((f"ending in {p.suffix!r}", p.suffix),
-                                                     (f"containing {p.contains!r}", p.contains)) if on)
-            wanted = " ".join(part for part in (adjectives, "names", matching) if part)
+            constraints = " and ".join(w for w, on in ((f"ending in {p.suffix!r}", p.suffix),
+                                                        (f"containing {p.contains!r}", p.contains)) if on)
+            wanted = " ".join(part for part in (adjectives, "names", constraints) if part)
             raise RequestError(
                 f"found only {kept} {wanted} of the {p.count} asked for in {drawn} draws; "
                 "ask for fewer, or loosen temperature, top-k, top-p, min-p, prefix, suffix, contains or lengths"
