@@ -2,8 +2,8 @@
 
 Only the operators nametool's exports use are implemented, with ONNX's semantics
 for the attributes those exports set; any other operator is refused on load in one
-line naming it. Nodes whose inputs are all weights (an int8 file's
-DequantizeLinear) are computed once on load.
+line naming it. Nodes whose inputs are all weights (an int8 file's Cast and Mul,
+the folded first layer's tables) are computed once on load.
 """
 
 from __future__ import annotations
@@ -25,12 +25,16 @@ def _axes(node_inputs, attrs, values, index: int):
     return None if axes is None else tuple(int(a) for a in axes)
 
 
-def _gather(attrs, data, indices):
-    axis = attrs.get("axis", 0)
-    size = data.shape[axis]
+def _indices(indices: np.ndarray, size: int) -> np.ndarray:
+    """Gather's indices, checked (ONNX allows -size..size-1) and as intp (int32 on 32-bit ARM)."""
     if indices.size and (indices.min() < -size or indices.max() >= size):
         raise ModelFileError(f"Gather index out of range for an axis of {size}")
-    return np.take(data, indices.astype(np.intp, copy=False), axis=axis)  # intp: int32 on 32-bit ARM
+    return indices.astype(np.intp, copy=False)
+
+
+def _gather(attrs, data, indices):
+    axis = attrs.get("axis", 0)
+    return np.take(data, _indices(indices, data.shape[axis]), axis=axis)
 
 
 def _reshape(attrs, data, shape):
@@ -64,12 +68,18 @@ def _softmax(attrs, x):
     return e / e.sum(axis=axis, keepdims=True)
 
 
+def _reduction_axes(attrs, axes, x):
+    """The axes a Reduce* node reduces, or None for the no-op ``noop_with_empty_axes`` asks for."""
+    if axes:
+        return axes
+    return None if attrs.get("noop_with_empty_axes", 0) else tuple(range(x.ndim))
+
+
 def _reduce_log_sum_exp(attrs, axes, x):
     keep = bool(attrs.get("keepdims", 1))
-    if axes is None or not axes:
-        if attrs.get("noop_with_empty_axes", 0):
-            return x
-        axes = tuple(range(x.ndim))
+    axes = _reduction_axes(attrs, axes, x)
+    if axes is None:
+        return x
     top = x.max(axis=axes, keepdims=True)
     out = np.log(np.exp(x - top).sum(axis=axes, keepdims=True)) + top
     return out if keep else out.squeeze(axis=axes)
@@ -95,19 +105,14 @@ def _dequantize(attrs, x, scale, zero_point=None):
 
 
 def _reduce_sum(attrs, axes, x):
-    if not axes:
-        if attrs.get("noop_with_empty_axes", 0):
-            return x
-        axes = tuple(range(x.ndim))
-    return x.sum(axis=axes, keepdims=bool(attrs.get("keepdims", 1)))
+    axes = _reduction_axes(attrs, axes, x)
+    return x if axes is None else x.sum(axis=axes, keepdims=bool(attrs.get("keepdims", 1)))
 
 
 def _gather_sum(attrs, table, ids):
     """Gather(table, ids) then ReduceSum over the ids' last axis, without the (batch, k, width) tensor:
     the folded first layer, row by row in the order ReduceSum adds them."""
-    ids = ids.astype(np.intp, copy=False)
-    if ids.size and (ids.min() < 0 or ids.max() >= len(table)):
-        raise ModelFileError(f"Gather index out of range for an axis of {len(table)}")
+    ids = _indices(ids, len(table))
     out = table[ids[:, 0]]
     for i in range(1, ids.shape[1]):
         out += table[ids[:, i]]
@@ -151,8 +156,8 @@ OPS = {
     "Cast": lambda attrs, x: x.astype(CAST_TYPES[attrs["to"]]),
     "Constant": lambda attrs: attrs["value"],
     "Transpose": _transpose,
-    "GatherSum": _gather_sum,  # ours: made by _fuse_gather_sum, never read from a file
 }
+FUSED_OPS = {"GatherSum": _gather_sum}  # ours: made by _fuse_gather_sum, never accepted from a file
 AXES_OPS = {"Unsqueeze": (_unsqueeze, 1), "Squeeze": (_squeeze, 1), "ReduceLogSumExp": (_reduce_log_sum_exp, 1),
             "ReduceSum": (_reduce_sum, 1)}
 
@@ -206,7 +211,7 @@ class NumpyGraph:
                 axes = _axes(node.inputs, node.attributes, args, index)
                 out = func(node.attributes, axes, args[0])
             else:
-                out = OPS[node.op_type](node.attributes, *args)
+                out = (OPS.get(node.op_type) or FUSED_OPS[node.op_type])(node.attributes, *args)
         except ModelFileError as exc:
             raise ModelFileError(f"{node.op_type} node {node.name!r}: {exc}") from None
         except (ValueError, TypeError, IndexError, KeyError) as exc:

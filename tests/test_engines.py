@@ -103,6 +103,16 @@ def test_numpy_runs_layer_norm_layers_and_members(shaped_files, kind):
     assert result.exit_code == 0, result.output
 
 
+def test_the_numpy_engines_own_fused_step_is_not_accepted_from_a_file(tiny_run, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    _, onnx_path = tiny_run
+    proto = onnx.load(str(onnx_path))
+    next(n for n in proto.graph.node if n.op_type == "Tanh").op_type = "GatherSum"
+    onnx.save(proto, str(tmp_path / "fused.onnx"))
+    with pytest.raises(ModelFileError, match="the numpy engine cannot run operator GatherSum"):
+        NameModel.load(tmp_path / "fused.onnx", engine="numpy")
+
+
 def test_an_operator_numpy_does_not_run_is_named_in_one_line(tiny_run, tmp_path):
     onnx = pytest.importorskip("onnx")
     _, onnx_path = tiny_run
