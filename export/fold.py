@@ -25,7 +25,6 @@ from nametool.runtime.errors import NametoolError
 from nametool.runtime.schema import INPUT_NAME
 
 
-
 def fold_first_layer(proto, vocab_size: int, context_size: int):
     """A copy of ``proto`` with every member's first Gemm folded; raises if there is none to fold."""
     import onnx
@@ -84,27 +83,11 @@ def _first_layer(node, producer: dict, initializers: dict):
     gather = producer.get(reshape.input[0]) if reshape is not None and reshape.op_type == "Reshape" else None
     if gather is None or gather.op_type != "Gather" or list(gather.input[1:]) != [INPUT_NAME]:
         return None
-    embedding = initializers.get(gather.input[0])
-    weight = initializers.get(node.input[1]) or _node_output(producer, node.input[1])
-    if embedding is None or weight is None:
+    embedding, bias = initializers.get(gather.input[0]), initializers.get(node.input[2])
+    # W1 is stored (fp32) or made from stored int8 values (Cast, Mul); b1 is stored either way
+    if embedding is None or bias is None or (node.input[1] not in initializers and node.input[1] not in producer):
         return None
-    embed_dim = embedding.dims[1]
-    hidden = _rows(weight, initializers, producer)
-    return gather.input[0], node.input[1], node.input[2], hidden, embed_dim
-
-
-def _node_output(producer: dict, name: str):
-    return name if name in producer else None
-
-
-def _rows(weight, initializers: dict, producer: dict) -> int:
-    """W1's first dimension (hidden), from the tensor or, for an int8 file, from its stored int8 values."""
-    if not isinstance(weight, str):
-        return weight.dims[0]
-    node = producer[weight]  # int8: Mul(Cast(W_int8), scale)
-    while node.input[0] not in initializers:
-        node = producer[node.input[0]]
-    return initializers[node.input[0]].dims[0]
+    return gather.input[0], node.input[1], node.input[2], bias.dims[0], embedding.dims[1]
 
 
 def _drop_unused(graph) -> None:
