@@ -22,7 +22,7 @@ import numpy as np
 
 from nametool.runtime.errors import NametoolError
 from nametool.runtime.sampling import log_softmax
-from nametool.runtime.windows import target_logprobs
+from nametool.runtime.windows import pick_targets
 from nametool.runtime.schema import Quantization
 
 SCHEME = "int8-weights"  # per-output-channel symmetric int8 weights, fp32 compute
@@ -90,7 +90,7 @@ def measure_drift(fp32_logits, int8_logits, contexts: np.ndarray, targets: np.nd
     logp32 = log_softmax(fp32_logits(contexts))  # (windows, vocab)
     logp8 = log_softmax(int8_logits(contexts))
     mean_kl = float((np.exp(logp32) * (logp32 - logp8)).sum(axis=1).mean())
-    loss32, loss8 = (float(-target_logprobs(f, contexts, targets).mean()) for f in (fp32_logits, int8_logits))
+    loss32, loss8 = (float(-pick_targets(logp, targets).mean()) for logp in (logp32, logp8))
     drift = Quantization(SCHEME, mean_kl, loss32, loss8, MAX_MEAN_KL, MAX_VAL_LOSS_INCREASE)
     if mean_kl > MAX_MEAN_KL or loss8 - loss32 > MAX_VAL_LOSS_INCREASE:
         raise QuantizationDrift(

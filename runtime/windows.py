@@ -47,10 +47,15 @@ def _char_ids(text: str, vocab: Vocab) -> np.ndarray:
     return order[found].astype(np.int64)
 
 
+def pick_targets(logp: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """``logp[i, targets[i]]`` of a ``(windows, vocab)`` log-probability table: each window's own loss."""
+    return logp[np.arange(len(logp)), targets]
+
+
 def target_logprobs(logits_fn, contexts: np.ndarray, targets: np.ndarray, chunk: int = 65536) -> np.ndarray:
     """log P(target | context) under ``logits_fn`` for every window, in chunks of ``chunk`` windows."""
     parts = []
     for start in range(0, len(targets), chunk):
         logp = log_softmax(logits_fn(contexts[start:start + chunk]))  # (chunk, vocab)
-        parts.append(logp[np.arange(len(logp)), targets[start:start + chunk]])
+        parts.append(pick_targets(logp, targets[start:start + chunk]))
     return np.concatenate(parts) if parts else np.zeros(0)
