@@ -43,7 +43,6 @@ class Banned:
             ends[state] = True
         size = len(vocab)
         self.next = np.zeros((len(goto), size), dtype=np.int32)  # (states, vocab)
-        self.completes = np.zeros((len(goto), size), dtype=bool)  # taking the id completes a word
         fail = [0] * len(goto)
         queue = deque()
         for i in range(size):
@@ -62,7 +61,7 @@ class Banned:
                     fail[child] = self.next[fail[state], i]
                     self.next[state, i] = child
                     queue.append(child)
-        self.completes = np.asarray(ends)[self.next]
+        self.completes = np.asarray(ends)[self.next]  # (states, vocab): taking the id completes a word
         self.completes[:, vocab.end_id] = False  # ending a name completes no word
 
     def walk(self, ids) -> int:

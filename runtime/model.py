@@ -189,8 +189,7 @@ class NameModel:
         self.data = data  # the file's bytes, for verify's digests
         self.vocab = meta.vocab
         self.context_size = meta.model.context_size
-        folded = meta.graph is not None and meta.graph.first_layer == "folded"
-        self.rows_per_call = ROWS_PER_CALL[backend.name, "folded" if folded else "plain"]
+        self.rows_per_call = ROWS_PER_CALL[backend.name, meta.first_layer]
 
     @property
     def engine(self) -> str:

@@ -307,6 +307,11 @@ class ModelMeta:
         except TypeError as exc:
             raise ModelFileError(f"metadata field has the wrong type ({exc})") from None
 
+    @property
+    def first_layer(self) -> str:
+        """``folded`` or ``plain``; files from before ``graph`` existed are plain."""
+        return "plain" if self.graph is None else self.graph.first_layer
+
     def with_provenance(self, **changes: Any) -> ModelMeta:
         return replace(self, provenance=replace(self.provenance, **changes))
 

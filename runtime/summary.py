@@ -26,5 +26,5 @@ def summary(model: NameModel) -> dict:
         "known_names": None if meta.known_names is None else meta.known_names.count,
         "golden_contexts": None if meta.golden is None else len(meta.golden.contexts),
         "quantization": None if meta.quantization is None else asdict(meta.quantization),
-        "first_layer": "plain" if meta.graph is None else meta.graph.first_layer,
+        "first_layer": meta.first_layer,
     }

@@ -90,14 +90,12 @@ def resume_training(
 
 def _run(ckpt: Checkpoint, out: Path, progress, should_stop) -> TrainResult:
     device = ckpt.train_config.device
-    # what "auto" means here, recorded in every save (a resumed run keeps what it started with)
-    precision = resolve_precision(ckpt.train_config.precision, torch.device(device).type)
-    ckpt.train_config = replace(ckpt.train_config, precision=precision)
     model = ckpt.model.to(device)
-    model.fold = fold_pays(precision, ckpt.meta.model, len(ckpt.meta.vocab))
-    vocab, context_size = ckpt.meta.vocab, ckpt.meta.model.context_size
-    windows = {split: Windows.from_numpy(*build_windows(part, vocab, context_size), device=device)
-               for split, part in ckpt.splits.items()}
+    # what "auto" means here, recorded in every save (a resumed run keeps what it started with)
+    precision = _set_precision(model, ckpt.meta.model, ckpt.train_config, len(ckpt.meta.vocab))
+    ckpt.train_config = replace(ckpt.train_config, precision=precision)
+    vocab = ckpt.meta.vocab
+    windows = _windows(ckpt.splits, vocab, ckpt.meta.model.context_size, device)
 
     def save(state: LoopState) -> None:  # after every evaluation: a killed run resumes from here
         save_checkpoint(out, _finished(ckpt, model, state, windows=None), force=True)
@@ -110,6 +108,18 @@ def _run(ckpt: Checkpoint, out: Path, progress, should_stop) -> TrainResult:
     prov = final.meta.provenance
     losses = {"train": prov.train_loss, "val": prov.val_loss, "test": prov.test_loss}
     return TrainResult(final, Path(out), losses, bigram, outcome.state.seconds, outcome.stopped)
+
+
+def _set_precision(model: CharModel, config: ModelConfig, train_config: TrainConfig, vocab_size: int) -> str:
+    """Resolve ``auto`` for this device, and fold the first layer where that precision gains from it."""
+    precision = resolve_precision(train_config.precision, torch.device(train_config.device).type)
+    model.fold = fold_pays(precision, config, vocab_size)
+    return precision
+
+
+def _windows(splits: dict[str, list[str]], vocab, context_size: int, device: str) -> dict[str, Windows]:
+    return {split: Windows.from_numpy(*build_windows(names, vocab, context_size), device=device)
+            for split, names in splits.items()}
 
 
 def _finished(ckpt: Checkpoint, model: CharModel, state: LoopState, windows) -> Checkpoint:
@@ -158,17 +168,14 @@ def measure_step_seconds(names: NameSet, config: ModelConfig, train_config: Trai
 
     vocab = build_vocab(names.names, end_token)
     train_names, val_names, _ = split_names(names.names, train_config.seed)
-    device = train_config.device
-    precision = resolve_precision(train_config.precision, torch.device(device).type)
-    train = Windows.from_numpy(*build_windows(train_names, vocab, config.context_size), device=device)
-    val = Windows.from_numpy(*build_windows(val_names, vocab, config.context_size), device=device)
+    windows = _windows({"train": train_names, "val": val_names}, vocab, config.context_size, train_config.device)
+    train, val = windows["train"], windows["val"]
     with torch.random.fork_rng(devices=[]):
-        model = build_model(len(vocab), config, dropout=train_config.dropout).to(device)
-        model.fold = fold_pays(precision, config, len(vocab))
-        probe = replace(train_config, precision=precision, steps=steps + 5)
-        optimizer, gen = _start(model, train, probe, LoopState())
+        model = build_model(len(vocab), config, dropout=train_config.dropout).to(train_config.device)
+        precision = _set_precision(model, config, train_config, len(vocab))
+        probe, state = replace(train_config, precision=precision, steps=steps + 5), LoopState()
+        optimizer, gen = _start(model, train, probe, state)
         bf16 = precision == "bf16"
-        state = LoopState()
         for _ in range(5):  # warm-up: first calls allocate and pick kernels
             _step(model, optimizer, gen, train, probe, state, bf16)
         started = time.perf_counter()
