@@ -44,15 +44,38 @@ def _reshape(attrs, data, shape):
     return data.reshape(shape)
 
 
+def _matmul(a, b):
+    """``a @ b`` for float32 operands, accumulated in float64 and rounded once to float32.
+
+    BLAS picks its float32 kernels by the CPU and by the number of rows (OpenBLAS has
+    other kernels for one row and for a few): accumulated in float32, a row's logits
+    changed by up to 1.4e-5 with the rows beside it in the call. Accumulated in float64
+    they differ by about 1e-16, which rounding to float32 hides unless a sum lies that
+    close to a rounding boundary (about one logit in 10^8): a row's logits no longer
+    depend on the call's size, nor in practice on the CPU. Integer operands stay as they are.
+    """
+    if a.dtype != np.float32 and b.dtype != np.float32:
+        return a @ b
+    return (a.astype(np.float64, copy=False) @ b.astype(np.float64, copy=False)).astype(np.float32)
+
+
 def _gemm(attrs, a, b, c=None):
     a = a.T if attrs.get("transA", 0) else a
     b = b.T if attrs.get("transB", 0) else b
-    out = a @ b
     alpha, beta = attrs.get("alpha", 1.0), attrs.get("beta", 1.0)
+    if a.dtype != np.float32 and b.dtype != np.float32:
+        out = a @ b
+    else:  # as _matmul, with the scaling and the bias added before the one rounding
+        out = a.astype(np.float64, copy=False) @ b.astype(np.float64, copy=False)
+        if alpha != 1.0:
+            out *= alpha
+        if c is not None:
+            out += c if beta == 1.0 else c.astype(np.float64) * beta
+        return out.astype(np.float32)
     if alpha != 1.0:
-        out = out * np.float32(alpha)
+        out = out * alpha
     if c is not None:
-        out = out + (c if beta == 1.0 else c * np.float32(beta))
+        out = out + (c if beta == 1.0 else c * beta)
     return out
 
 
@@ -140,7 +163,7 @@ OPS = {
     "Gather": _gather,
     "Reshape": _reshape,
     "Gemm": _gemm,
-    "MatMul": lambda attrs, a, b: a @ b,
+    "MatMul": lambda attrs, a, b: _matmul(a, b),
     "Add": lambda attrs, a, b: a + b,
     "Sub": lambda attrs, a, b: a - b,
     "Mul": lambda attrs, a, b: a * b,
@@ -190,7 +213,8 @@ class NumpyGraph:
             known.update(node.outputs)
         if self.output not in known:
             raise ModelFileError(f"no node makes the graph output {self.output!r}")
-        self._constants, self._steps = values, _fuse_gather_sum(steps, values)
+        self._steps = _fuse_gather_sum(steps, values)
+        self._constants = _widen_matmul_weights(self._steps, values)
 
     def run(self, contexts: np.ndarray) -> np.ndarray:
         values = dict(self._constants)
@@ -241,6 +265,18 @@ def _fuse_gather_sum(steps: list, values: dict) -> tuple:
         else:
             fused.append(node)
     return tuple(node for node in fused if id(node) not in skip)
+
+
+def _widen_matmul_weights(steps: tuple, values: dict) -> dict:
+    """The float32 weights that only MatMul/Gemm read as B or C, stored as float64 once,
+    so that ``_matmul`` and ``_gemm`` do not widen them at every call."""
+    slots: dict[str, bool] = {}
+    for node in steps:
+        for i, name in enumerate(node.inputs):
+            wide_slot = node.op_type in ("MatMul", "Gemm") and i >= 1
+            slots[name] = slots.get(name, True) and wide_slot
+    return {name: value.astype(np.float64) if slots.get(name) and value.dtype == np.float32 else value
+            for name, value in values.items()}
 
 
 def _check_supported(node) -> None:

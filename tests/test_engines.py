@@ -15,7 +15,10 @@ from nametool.runtime.cli import main as run_main
 from nametool.runtime.sampling import next_char_probs
 
 BUNDLED = ["default", "default-int8", "lecture"]
-ENGINE_TOLERANCE = 1e-6  # max |dp| between the engines (measured: below 5e-7)
+# max |dp| between the engines. Measured against a float64 evaluation of the bundled files
+# (3,000 random contexts, AVX-512 Xeon): numpy engine (float64 products) 9.7e-8,
+# onnxruntime (float32 accumulation) up to 1.0e-6 (lecture), so the engines differ by up to 1.06e-6.
+ENGINE_TOLERANCE = 2e-6
 
 
 def contexts_for(model: NameModel, count: int = 2000) -> np.ndarray:

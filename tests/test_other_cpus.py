@@ -8,12 +8,14 @@ Debian's qemu-user-static; without it these tests are skipped, saying so.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from nametool.runtime import NameModel
@@ -22,7 +24,8 @@ QEMU = shutil.which("qemu-x86_64-static") or shutil.which("qemu-x86_64")
 CPU = "Haswell"  # AVX2 and FMA; no AVX-512, no VNNI, no AMX
 NAMES = {"default": 0, "default-int8": 20, "lecture": 100}  # emulated AVX2 runs the default at ~5 names/s
 CHECK = """
-import json, sys
+import hashlib, json, sys
+import numpy as np
 NAMES = json.loads(sys.argv[2])
 from nametool.runtime.verify import verify
 from nametool.runtime.model import NameModel
@@ -30,9 +33,17 @@ out = {}
 for name in ("default", "default-int8", "lecture"):
     model = NameModel.load(name, engine=sys.argv[1], threads=1)
     report = verify(model)
-    out[name] = [report.ok, report.max_deviation, model.generate(NAMES[name], seed=7)]
+    contexts = np.random.default_rng(0).integers(0, len(model.meta.vocab), (300, model.meta.model.context_size))
+    digest = hashlib.sha256(model.logits(contexts).tobytes()).hexdigest()
+    out[name] = [report.ok, report.max_deviation, model.generate(NAMES[name], seed=7), digest]
 print(json.dumps(out))
 """
+
+
+def logits_digest(model: NameModel) -> str:
+    """As CHECK computes it: SHA-256 of the logits of 300 seeded random contexts."""
+    contexts = np.random.default_rng(0).integers(0, len(model.meta.vocab), (300, model.meta.model.context_size))
+    return hashlib.sha256(model.logits(contexts).tobytes()).hexdigest()
 
 pytestmark = [
     pytest.mark.skipif(QEMU is None, reason="qemu-user-static is not installed (apt-get install qemu-user-static)"),
@@ -69,6 +80,8 @@ def test_the_emulated_cpu_really_lacks_avx512():
 @pytest.mark.parametrize("engine", ["onnxruntime", "numpy"])
 def test_bundled_files_verify_and_give_the_same_names_on_avx2_only(engine):
     found = emulated(engine)
-    for name, (ok, deviation, names) in found.items():
+    for name, (ok, deviation, names, digest) in found.items():
         assert ok, f"{name}: verify failed on AVX2 only (max |dp| {deviation:.2e})"
         assert names == NameModel.load(name, engine="onnxruntime").generate(NAMES[name], seed=7), name
+        if engine == "numpy":  # float64 accumulation: the same bits as on this CPU, not just close
+            assert digest == logits_digest(NameModel.load(name, engine="numpy", threads=1)), name
