@@ -7,7 +7,8 @@ roughly halves the model's work for a batch of 1,024 names.
 
 Randomness is laid out as one uniform per (name, position): name ``i`` of a
 request reads row ``i`` of a ``(count, max_len)`` matrix, drawn chunk by chunk
-in order from the injected ``numpy.random.Generator``. Consecutive draws come
+in order from the injected stream (``uniforms.UniformStream``, nametool's own
+counter-based generator: the web page draws the same). Consecutive draws come
 from one stream, so the names do not depend on how many run through the model
 at once. The runtime passes onnxruntime's logits, the PyTorch reference path
 torch's: the same seed gives the same names on both sides.
@@ -25,6 +26,7 @@ from nametool.runtime.errors import DataError, ModelFileError, RequestError
 from nametool.runtime.sampling import UnusableLogits, draw
 from nametool.runtime.schema import (DEFAULT_BATCH_SIZE, DEFAULT_COUNT, MAX_NAME_LEN, SEED_RANGE, ModelMeta,
                                      valid_seed, valid_temperature)
+from nametool.runtime.uniforms import UniformStream
 from nametool.runtime.windows import build_windows, target_logprobs
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]  # (batch, context_size) int64 -> (batch, vocab) float
@@ -126,11 +128,11 @@ def _encode(what: str, text: str, meta: ModelMeta, max_len: int) -> tuple[int, .
     return ids
 
 
-def make_rng(seed: int | None) -> np.random.Generator:
-    """The generator a seed names (None: fresh entropy); numpy refuses negative seeds with a traceback."""
+def make_rng(seed: int | None) -> UniformStream:
+    """The stream of uniforms a seed names (None: a seed from the OS's entropy)."""
     if seed is not None and not valid_seed(seed):
         raise RequestError(f"seed {seed} is outside {SEED_RANGE}")
-    return np.random.default_rng(seed)
+    return UniformStream(seed)
 
 
 def check_temperature(temperature: float) -> None:
@@ -142,13 +144,13 @@ def _default(given) -> str:
     return " (the model's default)" if given is None else ""
 
 
-def generate(logits_fn: LogitsFn, meta: ModelMeta, request: Request, rng: np.random.Generator) -> list[str]:
+def generate(logits_fn: LogitsFn, meta: ModelMeta, request: Request, rng: UniformStream) -> list[str]:
     """Sample names as ``request`` says; with unique/novel, draw until enough pass, within a bound."""
     return [name for chunk in iter_names(logits_fn, meta, request, rng) for name in chunk]
 
 
 def iter_names(logits_fn: LogitsFn, meta: ModelMeta, request: Request,
-               rng: np.random.Generator) -> Iterator[list[str]]:
+               rng: UniformStream) -> Iterator[list[str]]:
     """The names of ``generate``, in chunks of at most ``batch_size`` as they are made.
 
     Memory stays bounded whatever the count; with unique/novel it grows with the names
@@ -205,7 +207,7 @@ def iter_names(logits_fn: LogitsFn, meta: ModelMeta, request: Request,
 
 
 def _chunks(logits_fn: LogitsFn, meta: ModelMeta, p: Plan, count: int,
-            rng: np.random.Generator) -> Iterator[list[str]]:
+            rng: UniformStream) -> Iterator[list[str]]:
     for start in range(0, count, p.batch_size):
         uniforms = rng.random((min(p.batch_size, count - start), p.max_len))  # one per (name, position)
         yield _sample_chunk(logits_fn, meta, p, uniforms)

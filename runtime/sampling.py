@@ -1,7 +1,7 @@
 """Sampling math on a batch of logits: masking, temperature, top-k, top-p, min-p, inverse-CDF draws.
 
 Pure numpy and stateless: randomness arrives as uniforms drawn by the caller
-from an injected ``numpy.random.Generator``. The runtime and the PyTorch
+from the injected stream (``uniforms.UniformStream``). The runtime and the PyTorch
 reference path both use these functions, so they cannot drift apart.
 """
 

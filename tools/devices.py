@@ -139,17 +139,18 @@ def cpu_line() -> str:
     return f"{model} ({', '.join(kinds) or 'none of AMX, AVX-512, VNNI, AVX2'})"
 
 
-def table(devices: dict[str, list[dict]], here: dict[str, str]) -> list[str]:
+def table(devices: dict[str, list[dict]], here: dict[str, str], bits: dict[tuple[str, str], str]) -> list[str]:
     lines = ["| device | Python | numpy | onnxruntime | model | engine | verify: max \\|dp\\| | "
-             "seeded names as here | names/s |", "|---|---|---|---|---|---|---|---|---|"]
+             "seeded names as here | logits bit for bit as here | names/s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for device, results in devices.items():
         for result in results:
             for row in result["models"]:
                 same = "yes" if row["names_sha256"] == here[row["model"]] else "**no**"
+                bits_same = "yes" if row["logits_sha256"] == bits[row["engine"], row["model"]] else "no"
                 verdict = f"{row['max_dp']:.1e}" + ("" if row["verify_ok"] else " **failed**")
                 lines.append(f"| {device} ({result['machine']}) | {result['python']} | {result['numpy']} | "
                              f"{result['onnxruntime'] or 'none'} | {row['model']} | {row['engine']} | {verdict} | "
-                             f"{same} | {row['names_per_s']:,.0f} |")
+                             f"{same} | {bits_same} | {row['names_per_s']:,.0f} |")
     return lines
 
 
@@ -164,13 +165,14 @@ def main() -> None:
     native = [check([sys.executable, str(ROOT / "tools/device_check.py")], engine, args.names, args.timed)
               for engine in ("onnxruntime", "numpy")]
     here = {row["model"]: row["names_sha256"] for row in native[0]["models"]}
+    bits = {(row["engine"], row["model"]): row["logits_sha256"] for result in native for row in result["models"]}
     devices, notes = {"this machine": native, f"x86-64, AVX2 only (qemu -cpu {X86_CPU})":
                       x86_avx2_device(args.names, args.timed)}, []
     for arch in ("arm64", "armhf"):
         results, more = chroot_device(args.roots, arch, args.names, args.timed)
         devices[f"{arch}, Debian {SUITE} (qemu)"] = results
         notes += more
-    write(args.out, table(devices, here), notes, args.names)
+    write(args.out, table(devices, here, bits), notes, args.names)
 
 
 def write(out: Path, lines: list[str], notes: list[str], names: int) -> None:
@@ -180,7 +182,8 @@ def write(out: Path, lines: list[str], notes: list[str], names: int) -> None:
         f"Written by `python tools/devices.py` on {dt.date.today().isoformat()}, on {cpu_line()}.",
         "Each device runs `tools/device_check.py` from a copy of this tree: it verifies each bundled",
         f"model (digests, then the golden rows), generates {names} names with seed 7 and compares",
-        "their SHA-256 with the same names generated here by onnxruntime, and times generation",
+        "their SHA-256 with the same names generated here by onnxruntime, compares the SHA-256 of",
+        "the logits of 300 seeded random contexts with this machine's on the same engine, and times generation",
         "on one thread. Emulated speeds are the emulator's, not a device's: compare them only",
         "with each other.",
         "",
