@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from functools import wraps
+from pathlib import Path
 
 import click
 
@@ -355,6 +356,27 @@ def write_table(table, itos, fmt: str) -> None:
         write_text(buffer.getvalue())
         return
     write_text("".join(f"{ch}  " + " ".join(f"{v:+.2f}" for v in row) + "\n" for ch, row in zip(itos, table)))
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(path_type=Path), metavar="OUT_DIR")
+@click.option("--model", "model_path", default=None, metavar="NAME|PATH",
+              help="A nametool .onnx file, or a bundled model by name (default: the bundled default).")
+@click.option("--ort-dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="onnxruntime-web's files (its dist folder, or an npm tree holding it); "
+                   "default: found on this machine, else fetched once with npm.")
+@click.option("--force", is_flag=True, help="Replace OUT_DIR if it exists.")
+@user_errors
+def web(out_dir, model_path, ort_dir, force) -> None:
+    """Write a static site to OUT_DIR that runs the model in a browser tab, offline: names,
+    next-character bars, the embedding map. Serve it with any static server, e.g.
+    `python -m http.server -d OUT_DIR`; scripts can use its API, window.nametool."""
+    from nametool.runtime.site import build_site
+
+    files = build_site(out_dir, model_path, ort_dir=ort_dir, force=force)
+    size = sum(f.stat().st_size for f in files)
+    write_text(f"wrote {out_dir}: {len(files)} files, {size / 1e6:.1f} MB; "
+               f"serve it with: python -m http.server -d {out_dir}\n")
 
 
 @main.command()

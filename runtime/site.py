@@ -1,0 +1,137 @@
+"""``nametool-run web``: a static site that runs one model file in the browser, offline.
+
+The page and its module (``nametool.web``: a few KB) ship in the wheel; onnxruntime-web's
+wasm build (14 MB) does not. It comes from the npm package, found in this order: ``--ort-dir``,
+``$NAMETOOL_ORT_WEB``, a source checkout's ``web/node_modules`` (after ``npm ci`` there), the
+user cache, and last ``npm install`` into that cache (npm's registry, once).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from nametool.runtime.errors import NametoolError, RequestError
+
+PAGE_FILES = ("index.html", "app.js", "nametool.js", "style.css")
+ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+MODEL_NAME = "model.onnx"
+ORT_ENV = "NAMETOOL_ORT_WEB"
+NOTICE = """This site was written by nametool-run web (nametool, MIT licence).
+ort.wasm.min.mjs, ort-wasm-simd-threaded.mjs and ort-wasm-simd-threaded.wasm are
+onnxruntime-web {version}, Copyright (c) Microsoft Corporation, MIT licence:
+https://github.com/microsoft/onnxruntime
+"""
+
+
+def web_folder() -> Path:
+    import nametool.web
+
+    return Path(nametool.web.__file__).parent
+
+
+def ort_web_version() -> str:
+    """The onnxruntime-web release the page is tested with: web/package.json's pin."""
+    return json.loads((web_folder() / "package.json").read_text())["dependencies"]["onnxruntime-web"]
+
+
+def cache_folder() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "nametool" / f"onnxruntime-web-{ort_web_version()}"
+
+
+def _dist(folder: Path) -> Path | None:
+    """The folder holding ORT_FILES: ``folder`` itself, its ``dist``, or an npm tree's package."""
+    for candidate in (folder, folder / "dist", folder / "node_modules" / "onnxruntime-web" / "dist"):
+        if all((candidate / name).is_file() for name in ORT_FILES):
+            return candidate
+    return None
+
+
+def find_ort_web(ort_dir: Path | None = None, *, fetch: bool = True) -> Path:
+    """The folder of onnxruntime-web's wasm files, fetched into the cache with npm if need be."""
+    if ort_dir is not None:
+        found = _dist(Path(ort_dir))
+        if found is None:
+            raise RequestError(f"{ort_dir}: no onnxruntime-web build there (needs {', '.join(ORT_FILES)})")
+        return found
+    for folder in filter(None, (os.environ.get(ORT_ENV), web_folder(), cache_folder())):
+        found = _dist(Path(folder))
+        if found is not None:
+            return found
+    if not fetch:
+        raise RequestError("onnxruntime-web is not installed here; pass --ort-dir")
+    return _npm_install(cache_folder())
+
+
+def _installed_version(dist: Path) -> str:
+    try:
+        return json.loads((dist.parent / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return "(version unknown)"
+
+
+def _npm_install(folder: Path) -> Path:
+    version = ort_web_version()
+    npm = shutil.which("npm")
+    hint = f"install it with `npm install onnxruntime-web@{version}` and pass --ort-dir node_modules/onnxruntime-web"
+    if npm is None:
+        raise RequestError(f"the site needs onnxruntime-web {version}'s wasm files, and npm is not installed; {hint}")
+    print(f"fetching onnxruntime-web {version} from the npm registry into {folder} (once)", file=sys.stderr)
+    folder.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund", "--no-save",
+                             f"onnxruntime-web@{version}"], capture_output=True, text=True)
+    found = _dist(folder)
+    if result.returncode != 0 or found is None:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RequestError(f"npm could not install onnxruntime-web {version} ({last}); {hint}")
+    return found
+
+
+def build_site(out_dir: Path, model_spec=None, *, ort_dir: Path | None = None, force: bool = False) -> list[Path]:
+    """Write the page, the model (checked first) and onnxruntime-web's files into ``out_dir``.
+
+    The folder is built beside its final name and renamed into place: on any error nothing
+    is left, and an existing folder is replaced only with ``force``.
+    """
+    from nametool.runtime.model import NameModel
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not force:
+        raise NametoolError(f"{out_dir} exists; pass --force to replace it")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NametoolError(f"{out_dir} is a file, not a folder")
+    model = NameModel.load(model_spec, engine="numpy", large=False)  # a bad file stops here, in one line
+    dist = find_ort_web(ort_dir)
+    parent = out_dir.resolve().parent
+    if not parent.is_dir():
+        raise NametoolError(f"{parent}: no such folder (for {out_dir})")
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
+    except OSError as exc:
+        raise NametoolError(f"{out_dir}: cannot write ({exc.strerror or exc})") from None
+    try:
+        for name in PAGE_FILES:
+            shutil.copyfile(web_folder() / name, staging / name)
+        for name in ORT_FILES:
+            shutil.copyfile(dist / name, staging / name)
+        (staging / "NOTICE.txt").write_text(NOTICE.format(version=_installed_version(dist)))
+        shutil.copyfile(model.path, staging / MODEL_NAME)
+        staging.chmod(0o755)
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=parent))
+            os.replace(out_dir, old / "site")
+            os.replace(staging, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, out_dir)
+    except OSError as exc:
+        raise NametoolError(f"{out_dir}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return sorted(out_dir.iterdir())

@@ -1,0 +1,2 @@
+"""The web page's files (index.html, app.js, nametool.js, style.css), shipped as package data;
+``nametool-run web`` (``nametool.runtime.site``) copies them into a site beside a model file."""
