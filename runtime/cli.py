@@ -371,7 +371,7 @@ def web(out_dir, model_path, ort_dir, force) -> None:
     """Write a static site to OUT_DIR that runs the model in a browser tab, offline: names,
     next-character bars, the embedding map. Serve it with any static server, e.g.
     `python -m http.server -d OUT_DIR`; scripts can use its API, window.nametool."""
-    from nametool.runtime.site import build_site
+    from nametool.runtime.website import build_site
 
     files = build_site(out_dir, model_path, ort_dir=ort_dir, force=force)
     size = sum(f.stat().st_size for f in files)

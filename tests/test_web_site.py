@@ -1,0 +1,93 @@
+"""`nametool-run web OUT_DIR`: what it writes, and its one-line refusals. No browser needed:
+onnxruntime-web's files are stood in for by placeholders (tests/test_web.py runs the real ones)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nametool.runtime import website as site
+from nametool.runtime.cli import main
+from nametool.runtime.errors import RequestError
+from nametool.runtime.model import bundled_models
+from nametool.runtime.website import MODEL_NAME, ORT_FILES, PAGE_FILES
+
+
+@pytest.fixture
+def ort_dir(tmp_path) -> Path:
+    dist = tmp_path / "onnxruntime-web" / "dist"
+    dist.mkdir(parents=True)
+    for name in ORT_FILES:
+        (dist / name).write_bytes(name.encode())
+    (dist.parent / "package.json").write_text('{"version": "9.9.9"}')
+    return dist.parent
+
+
+def web(*args):
+    return CliRunner().invoke(main, ["web", *map(str, args)])
+
+
+def test_the_site_has_the_page_the_model_and_onnxruntime_web(tmp_path, ort_dir):
+    out = tmp_path / "site"
+    result = web(out, "--model", "lecture", "--ort-dir", ort_dir)
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}: 9 files" in result.output and "python -m http.server -d" in result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted([*PAGE_FILES, *ORT_FILES, MODEL_NAME, "NOTICE.txt"])
+    assert (out / MODEL_NAME).read_bytes() == bundled_models()["lecture"].read_bytes()
+    assert (out / "nametool.js").read_bytes() == (site.web_folder() / "nametool.js").read_bytes()
+    assert "onnxruntime-web 9.9.9" in (out / "NOTICE.txt").read_text()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left
+
+
+def test_an_existing_folder_is_replaced_only_with_force(tmp_path, ort_dir):
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = web(out, "--ort-dir", ort_dir)
+    assert result.exit_code == 1 and result.output == f"Error: {out} exists; pass --force to replace it\n"
+    assert (out / "keep.txt").read_text() == "mine"
+    assert web(out, "--ort-dir", ort_dir, "--force").exit_code == 0
+    assert not (out / "keep.txt").exists() and (out / MODEL_NAME).exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_bad_model_is_refused_before_anything_is_written(tmp_path, ort_dir):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    out = tmp_path / "site"
+    result = web(out, "--model", bad, "--ort-dir", ort_dir)
+    assert result.exit_code == 1 and result.output.startswith(f"Error: {bad}: ") and result.output.count("\n") == 1
+    assert not out.exists()
+
+
+def test_an_ort_dir_without_the_wasm_build_is_named(tmp_path):
+    result = web(tmp_path / "site", "--ort-dir", tmp_path)
+    assert result.exit_code == 1
+    assert result.output == (f"Error: {tmp_path}: no onnxruntime-web build there (needs {', '.join(ORT_FILES)})\n")
+    assert not (tmp_path / "site").exists()
+
+
+def test_without_npm_the_error_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setattr(site.shutil, "which", lambda name: None)
+    with pytest.raises(RequestError, match=r"npm is not installed; install it with `npm install onnxruntime-web@"):
+        site._npm_install(tmp_path / "cache")
+
+
+def test_a_failing_npm_is_one_line(tmp_path, monkeypatch):
+    npm = tmp_path / "npm"
+    npm.write_text("#!/bin/sh\necho 'npm error code E404' >&2\necho 'npm error 404 Not Found' >&2\nexit 1\n")
+    npm.chmod(0o755)
+    monkeypatch.setattr(site.shutil, "which", lambda name: str(npm))
+    with pytest.raises(RequestError) as info:
+        site._npm_install(tmp_path / "cache")
+    assert "npm could not install onnxruntime-web" in str(info.value) and "npm error 404 Not Found" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_the_pinned_version_is_the_one_the_lock_file_holds():
+    import json
+
+    lock = json.loads((site.web_folder() / "package-lock.json").read_text())
+    assert lock["packages"]["node_modules/onnxruntime-web"]["version"] == site.ort_web_version()
