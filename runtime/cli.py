@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -165,6 +164,8 @@ def write_name_chunks(chunks, fmt: str, score) -> None:
                 write_text(("[\n" if first else ",\n") + ",\n".join(items))
                 first = False
         else:
+            import csv
+
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
             if first:
@@ -349,6 +350,8 @@ def write_table(table, itos, fmt: str) -> None:
         write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
         return
     if fmt == "csv":
+        import csv
+
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["char", *[f"d{i}" for i in range(table.shape[1])]])

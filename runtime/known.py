@@ -8,8 +8,6 @@ about 64 KB this way.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import zlib
 from dataclasses import dataclass
@@ -34,10 +32,15 @@ class KnownNames:
             lines.append(f"{shared} {name[shared:]}")
             previous = name
         packed = zlib.compress("\n".join(lines).encode("utf-8"), 9)
+        import base64  # here, not at the top: 1.4 ms of every start-up otherwise
+
         return cls(count=len(ordered), data=base64.b64encode(packed).decode("ascii"))
 
     @cached_property
     def names(self) -> frozenset[str]:
+        import base64
+        import binascii
+
         limit = MAX_BYTES_PER_NAME * max(self.count, 0) + 1024  # a hostile file cannot expand without bound
         try:
             inflater = zlib.decompressobj()
