@@ -194,6 +194,7 @@ class Provenance:
     created: str | None = None  # when training finished
     exported: str | None = None  # when the .onnx file was written
     data_notice: str | None = None  # credits and licences of the training data
+    teacher: str | None = None  # the checkpoint distilled from (its file name), if any
 
     def __post_init__(self) -> None:
         if not valid_seed(self.seed):

@@ -102,6 +102,11 @@ def _hidden_sizes(ctx, param, value: str) -> tuple[int, ...]:
               help="Train for about this long: a few steps are timed first and --steps is set from them "
                    "(said, and recorded in the checkpoint). The same seed and budget can give different "
                    "step counts, so different models, on different CPUs.")
+@click.option("--teacher", type=click.Path(exists=True, dir_okay=False), default=None, metavar="CHECKPOINT",
+              help="Distil: also fit this checkpoint's next-character distributions (an ensemble trained "
+                   "on the same data, split and seed), e.g. into one member that generates faster.")
+@click.option("--distill", type=click.FloatRange(0, 1), default=TrainConfig.distill, show_default=True,
+              help="With --teacher: the weight of the teacher's distributions in the loss (the data's: 1 - this).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint path. Default: runs/<time>/model.pt")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")

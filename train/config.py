@@ -38,7 +38,14 @@ class TrainConfig:
     # fast for the same loss, and fp32 elsewhere; a run records what it resolved to.
     precision: str = "auto"
     time_budget: float | None = None  # seconds asked for with --time-budget; steps were set from it
+    # Distillation: a checkpoint trained on the same split whose next-character distributions
+    # the run fits besides the data (--teacher), with this weight (the data's: 1 - distill).
+    teacher: str | None = None
+    teacher_sha256: str | None = None
+    distill: float = 0.5
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if not 0 <= self.distill <= 1:
+            raise ValueError(f"distill {self.distill} is outside [0, 1]")

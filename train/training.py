@@ -31,6 +31,7 @@ from nametool.train.baseline import bigram_loss
 from nametool.train.checkpoint import Checkpoint, LoopState, load_checkpoint, save_checkpoint
 from nametool.train.config import TrainConfig
 from nametool.train.data import NameSet, build_vocab, data_notice, split_names
+from nametool.train.distill import distill_loss, file_sha256, teacher_probs
 from nametool.train.model import CharModel, build_model
 
 Progress = Callable[[int, float, float | None], None]  # (step, train loss, val loss or None)
@@ -59,6 +60,10 @@ def run_training(
     force: bool = False,
 ) -> TrainResult:
     refuse_existing(out, force)
+    if train_config.teacher is not None:  # an absolute path and the file's digest: resume checks both
+        teacher = Path(train_config.teacher).resolve()
+        train_config = replace(train_config, teacher=str(teacher),
+                               teacher_sha256=file_sha256(teacher) if teacher.is_file() else None)
     vocab = build_vocab(names.names, end_token)
     splits = dict(zip(("train", "val", "test"), split_names(names.names, train_config.seed)))
     lengths = [len(name) for name in splits["train"]]
@@ -70,6 +75,7 @@ def run_training(
             dataset=Path(names.source).name, dataset_sha256=names.sha256, name_count=len(names.names),
             seed=train_config.seed, steps=train_config.steps, nametool_version=__version__,
             torch_version=torch.__version__, data_notice=data_notice(names),
+            teacher=None if train_config.teacher is None else Path(train_config.teacher).name,
         ),
         known_names=KnownNames.from_names(names.names),
     )
@@ -96,6 +102,10 @@ def _run(ckpt: Checkpoint, out: Path, progress, should_stop) -> TrainResult:
     ckpt.train_config = replace(ckpt.train_config, precision=precision)
     vocab = ckpt.meta.vocab
     windows = _windows(ckpt.splits, vocab, ckpt.meta.model.context_size, device)
+    config = ckpt.train_config
+    if config.teacher is not None:
+        soft = teacher_probs(config.teacher, config.teacher_sha256, vocab, ckpt.splits, windows["train"].contexts)
+        windows["train"] = replace(windows["train"], soft=soft)
 
     def save(state: LoopState) -> None:  # after every evaluation: a killed run resumes from here
         save_checkpoint(out, _finished(ckpt, model, state, windows=None), force=True)
@@ -145,6 +155,7 @@ class Windows:
 
     contexts: torch.Tensor  # (windows, context_size) int64
     targets: torch.Tensor  # (windows,) int64
+    soft: torch.Tensor | None = None  # (windows, vocab) float32: a teacher's distributions, when distilling
 
     @classmethod
     def from_numpy(cls, contexts: np.ndarray, targets: np.ndarray, device: str = "cpu") -> Windows:
@@ -170,6 +181,9 @@ def measure_step_seconds(names: NameSet, config: ModelConfig, train_config: Trai
     train_names, val_names, _ = split_names(names.names, train_config.seed)
     windows = _windows({"train": train_names, "val": val_names}, vocab, config.context_size, train_config.device)
     train, val = windows["train"], windows["val"]
+    if train_config.teacher is not None:  # the teacher's table costs a lookup per step: time it too
+        train = replace(train, soft=torch.full((len(train.targets), len(vocab)), 1 / len(vocab),
+                                               device=train.targets.device))
     with torch.random.fork_rng(devices=[]):
         model = build_model(len(vocab), config, dropout=train_config.dropout).to(train_config.device)
         precision = _set_precision(model, config, train_config, len(vocab))
@@ -294,7 +308,11 @@ def _step(model: CharModel, optimizer, gen: torch.Generator, train: Windows, con
     with torch.autocast(train.targets.device.type, dtype=torch.bfloat16, enabled=bf16):
         outputs = model.member_logits(train.contexts[batch])  # one (batch, vocab) per member
     targets = train.targets[batch]  # each member fits the data on its own; their losses are averaged
-    loss = sum(F.cross_entropy(out.float(), targets) for out in outputs) / len(outputs)
+    if train.soft is None:
+        loss = sum(F.cross_entropy(out.float(), targets) for out in outputs) / len(outputs)
+    else:
+        soft = train.soft[batch]
+        loss = sum(distill_loss(out.float(), targets, soft, config.distill) for out in outputs) / len(outputs)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
