@@ -17,7 +17,7 @@ import functools
 import http.server
 import shutil
 import statistics
-import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -25,9 +25,13 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from nametool.runtime import NameModel
-from nametool.runtime.model import bundled_models
-from nametool.runtime.website import build_site
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.machine import cpu_line  # noqa: E402
+
+from nametool.runtime import NameModel  # noqa: E402
+from nametool.runtime.model import bundled_models  # noqa: E402
+from nametool.runtime.website import build_site  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -38,14 +42,6 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-backgroun
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
-
-
-def cpu_line() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
-    flags = next((line for line in out.splitlines() if line.startswith("Flags")), "")
-    have = [name for flag, name in (("amx_tile", "AMX"), ("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags]
-    return f"{model} ({', '.join(have)}), {len(__import__('os').sched_getaffinity(0))} cores"
 
 
 def main() -> None:

@@ -26,6 +26,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.machine import cpu_line  # noqa: E402
 SUITE = "bookworm"
 PACKAGES = "python3-numpy,python3-click,python3-venv"
 QEMU = {"arm64": "aarch64", "armhf": "arm"}
@@ -128,15 +131,6 @@ def x86_avx2_device(names: int, timed: int) -> list[dict]:
     python = os.path.realpath(sys.executable)
     command = ["qemu-x86_64-static", "-cpu", X86_CPU, python, str(ROOT / "tools/device_check.py")]
     return [check(command, engine, names, timed) for engine in ("onnxruntime", "numpy")]
-
-
-def cpu_line() -> str:
-    text = run(["lscpu"]).stdout
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("Flags")), [])
-    kinds = [k for k, f in (("AMX", "amx_int8"), ("AVX-512", "avx512f"), ("VNNI", "avx512_vnni"),
-                            ("AVX2", "avx2")) if f in flags]
-    return f"{model} ({', '.join(kinds) or 'none of AMX, AVX-512, VNNI, AVX2'})"
 
 
 def table(devices: dict[str, list[dict]], here: dict[str, str], bits: dict[tuple[str, str], str]) -> list[str]:
