@@ -74,7 +74,7 @@ def test_the_analogy_is_the_closest_to_b_minus_a_plus_c_leaving_out_the_three():
     (["--nearest", "Z"], "'Z' is not in this model's vocabulary"),
     (["--analogy", "a:e:o"], "write it as a:b::c:?"),
     (["--analogy", "a:e::Q:?"], "'Q' is not in this model's vocabulary"),
-    (["--member", "2"], "member 2 is out of range: this model has 2"),
+    (["--member", "3"], "member 3 is out of range: this model has 3"),
 ])
 def test_impossible_requests_are_one_line_errors(args, message):
     assert message in one_line_error(CliRunner().invoke(run_main, ["embeddings", *args]))

@@ -119,7 +119,7 @@ def test_models_command_lists_every_bundled_model():
     assert all(row["names_per_second"] > 0 and row["test_loss"] > 1 for row in rows.values())
     text = CliRunner().invoke(main, ["models"]).output.splitlines()
     assert text[0].split()[:4] == ["name", "size", "params", "test"] and len(text) == len(rows) + 1
-    assert rows["default"]["config"] == "context 10, 32-d, hidden 512, 2 members averaged"
+    assert rows["default"]["config"] == "context 10, 32-d, hidden 384, 3 members averaged"
     assert rows["lecture"]["config"] == "context 3, 10-d, hidden 200"
 
 

@@ -14,7 +14,7 @@ from nametool.runtime.schema import ModelConfig
 # The lecture's assumptions define the default dataset: names of 5 to 9 letters.
 DEFAULT_MIN_LEN, DEFAULT_MAX_LEN = 5, 9
 
-DEFAULT_CONFIG = ModelConfig(context_size=10, embed_dim=32, hidden=(512,), members=2)
+DEFAULT_CONFIG = ModelConfig(context_size=10, embed_dim=32, hidden=(384,), members=3)
 LECTURE_CONFIG = ModelConfig(context_size=3, embed_dim=10, hidden=(200,))
 
 
@@ -23,7 +23,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 2500
+    steps: int = 3000
     batch_size: int = 1024
     lr: float = 5e-3  # peak: linear warm-up, then cosine decay to zero
     weight_decay: float = 0.1
