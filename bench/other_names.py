@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.makemore_mlp import train_for  # noqa: E402
 from bench.machine import cpu_line  # noqa: E402
-from nametool.train.config import DEFAULT_CONFIG, TrainConfig  # noqa: E402
+from nametool.train.config import DEFAULT_CONFIG, TrainConfig, auto_steps  # noqa: E402
 from nametool.train.data import load_names, split_names  # noqa: E402
 from nametool.train.training import run_training  # noqa: E402
 
@@ -34,8 +34,11 @@ def main() -> None:
     lengths = sorted(len(n) for n in names.names)
     print(f"{args.label or args.names.name}: {len(names.names):,} names, {lengths[0]} to {lengths[-1]} characters; "
           f"CPU: {cpu_line()}\n")
+    steps = auto_steps(sum(len(name) + 1 for name in splits["train"]), TrainConfig.batch_size)  # as the CLI
+    config = TrainConfig(steps=steps, warmup=min(TrainConfig.warmup, steps // 10),
+                         eval_every=min(TrainConfig.eval_every, steps))
     with tempfile.TemporaryDirectory() as folder:
-        ours = run_training(names, DEFAULT_CONFIG, TrainConfig(), Path(folder) / "m.pt")
+        ours = run_training(names, DEFAULT_CONFIG, config, Path(folder) / "m.pt")
     precision = ours.checkpoint.train_config.precision
     print("| model | training s | steps | val | test |")
     print("|---|---|---|---|---|")

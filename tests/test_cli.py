@@ -206,3 +206,20 @@ def test_every_nametool_command_reads_its_model_argument_one_way(tiny_run, tmp_p
     assert "lecture: is a model file; this command needs a training checkpoint" in refused.output
     missing = runner.invoke(tool_main, ["eval", "nonesuch"])
     assert missing.exit_code == 1 and "nonesuch" in missing.output and "Traceback" not in missing.output
+
+
+def test_without_steps_a_run_takes_25_passes_over_its_windows_at_most_3000(tmp_path):
+    pytest.importorskip("torch")
+    from nametool.train.checkpoint import load_checkpoint
+    from nametool.train.config import auto_steps
+    from nametool.train.data import load_names, split_names
+
+    windows = sum(len(n) + 1 for n in split_names(load_names(TINY_NAMES).names, 42)[0])
+    result = CliRunner().invoke(tool_main, ["train", "--data", str(TINY_NAMES), "--context-size", "3", "--embed-dim",
+                                            "4", "--hidden", "8", "--members", "1", "--batch-size", "512",
+                                            "--out", str(tmp_path / "m.pt")])
+    assert result.exit_code == 0, result.output
+    expected = -(-25 * windows // 512)
+    assert f"steps: {expected:,} (25 passes over {windows:,} training windows at batch 512" in result.output
+    assert load_checkpoint(tmp_path / "m.pt").train_config.steps == expected == auto_steps(windows, 512)
+    assert auto_steps(163_690, 1024) == 3000 and auto_steps(10**7, 1024) == 3000 and auto_steps(1, 1024) == 1

@@ -17,7 +17,8 @@ from nametool.runtime.cli import SEED, user_errors
 from nametool.runtime.schema import END_TOKEN, MAX_MEMBERS, NORMS
 from nametool.train import commands
 from nametool.train.commands import RUNS_DIR, require_torch
-from nametool.train.config import DEFAULT_CONFIG, DEFAULT_MAX_LEN, DEFAULT_MIN_LEN, PRECISIONS, TrainConfig
+from nametool.train.config import (AUTO_PASSES, DEFAULT_CONFIG, DEFAULT_MAX_LEN, DEFAULT_MIN_LEN, MAX_AUTO_STEPS,
+                                    PRECISIONS, TrainConfig, auto_steps)
 
 class CommandsByName(click.Group):
     """A group that also offers commands of packages it must not import (STYLE: click's lazily
@@ -79,7 +80,9 @@ def _hidden_sizes(ctx, param, value: str) -> tuple[int, ...]:
               help="MLPs trained side by side whose predictions are averaged (1: a single MLP).")
 @click.option("--dropout", type=click.FloatRange(min=0, max=1, max_open=True), default=TrainConfig.dropout,
               show_default=True, callback=_finite, help="Dropout after each hidden layer (training only).")
-@click.option("--steps", type=click.IntRange(min=1), default=TrainConfig.steps, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help=f"Optimisation steps. Default: {AUTO_PASSES} passes over the training windows, at most "
+                   f"{MAX_AUTO_STEPS:,} (the bundled names get {MAX_AUTO_STEPS:,}).")
 @click.option("--batch-size", type=click.IntRange(1, 2**20), default=TrainConfig.batch_size, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=TrainConfig.lr, show_default=True,
               callback=_finite,
@@ -140,6 +143,8 @@ def train(data, min_len, max_len, end_token, out, force, resume, time_budget, **
     click.echo(names.report(), err=True)
     if time_budget is not None:
         settings = {**settings, "steps": _budget_steps(names, settings, end_token, time_budget)}
+    elif settings["steps"] is None:
+        settings = {**settings, "steps": _auto_steps(names, settings)}
     config, train_config = _configs(settings)
     train_config = replace(train_config, time_budget=time_budget)
     out = Path(out) if out else _new_run_path()
@@ -164,11 +169,21 @@ def _configs(settings: dict):
     return config, TrainConfig(**{k: v for k, v in settings.items() if k not in model_fields})
 
 
+def _auto_steps(names, settings: dict) -> int:
+    from nametool.train.data import split_names
+
+    windows = sum(len(name) + 1 for name in split_names(names.names, settings["seed"])[0])
+    steps = auto_steps(windows, settings["batch_size"])
+    click.echo(f"steps: {steps:,} ({AUTO_PASSES} passes over {windows:,} training windows at batch "
+               f"{settings['batch_size']:,}, at most {MAX_AUTO_STEPS:,}; --steps to choose)", err=True)
+    return steps
+
+
 def _budget_steps(names, settings: dict, end_token: str, budget: float) -> int:
     """Steps that fit ``budget`` seconds here, evaluations and saves included."""
     from nametool.train.training import measure_step_seconds
 
-    config, train_config = _configs(settings)
+    config, train_config = _configs({**settings, "steps": settings["steps"] or TrainConfig.steps})
     per_step, per_eval = measure_step_seconds(names, config, train_config, end_token)
     steps = max(1, int(budget / (per_step + per_eval / train_config.eval_every)))
     if steps < train_config.eval_every:  # one evaluation at the end: give it its share
