@@ -54,7 +54,7 @@ CONFIGS = [
     ("row 7 at batch 1024, lr 5e-3, 2500 steps", ModelConfig(10, 32, (512,)), TrainConfig(**B1024, **F32)),
     ("  ... bf16 forward (AMX)", ModelConfig(10, 32, (512,)), TrainConfig(**B1024, precision="bf16")),
     ("  ... 2 members averaged, fp32", ModelConfig(10, 32, (512,), members=2), TrainConfig(**B1024, **F32)),
-    ("  ... 2 members, bf16 (default)", ModelConfig(10, 32, (512,), members=2),
+    ("  ... 2 members, bf16 (the default until 2026-11-29)", ModelConfig(10, 32, (512,), members=2),
      TrainConfig(**B1024, precision="bf16")),
     ("  ... 2 members of 384, bf16", ModelConfig(10, 32, (384,), members=2), TrainConfig(**B1024, precision="bf16")),
     ("  ... 3 members, bf16", ModelConfig(10, 32, (512,), members=3), TrainConfig(**B1024, precision="bf16")),
@@ -62,6 +62,13 @@ CONFIGS = [
      TrainConfig(**{**B1024, "steps": 3000}, precision="bf16")),
     ("  ... 3 members, 3000 steps, fp32", ModelConfig(10, 32, (512,), members=3),
      TrainConfig(**{**B1024, "steps": 3000}, **F32)),
+    ("  ... 3 members of 384, 3000 steps, bf16 (default)", ModelConfig(10, 32, (384,), members=3),
+     TrainConfig(**{**B1024, "steps": 3000}, precision="bf16")),
+    ("  ... 3 members of 384, 3000 steps, fp32", ModelConfig(10, 32, (384,), members=3),
+     TrainConfig(**{**B1024, "steps": 3000}, **F32)),
+    ("  ... 2 members of 640, 3000 steps, bf16", ModelConfig(10, 32, (640,), members=2),
+     TrainConfig(**{**B1024, "steps": 3000}, precision="bf16")),
+    ("  ... 2 members of 768, bf16", ModelConfig(10, 32, (768,), members=2), TrainConfig(**B1024, precision="bf16")),
 ]
 
 
