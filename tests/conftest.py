@@ -46,3 +46,29 @@ def make_meta(chars=tuple("abc"), end_token=".", context_size=3, min_len=1, max_
                               nametool_version="0.1.0", val_loss=2.0),
         known_names=None if known is None else KnownNames.from_names(known),
     )
+
+
+def stop_after(calls: int):
+    """A ``should_stop`` for the training loop that says stop once it has been asked ``calls`` times."""
+    asked = {"n": 0}
+
+    def should_stop() -> bool:
+        asked["n"] += 1
+        return asked["n"] > calls
+
+    return should_stop
+
+
+def assert_resumes_exactly(names, config, train_config, folder: Path, stop_at: int):
+    """A run stopped after ``stop_at`` steps and resumed ends bit for bit as the uninterrupted run."""
+    import torch
+
+    from nametool.train.training import resume_training, run_training
+
+    whole = run_training(names, config, train_config, folder / "whole.pt")
+    run_training(names, config, train_config, folder / "part.pt", should_stop=stop_after(stop_at))
+    resumed = resume_training(folder / "part.pt")
+    a, b = whole.checkpoint.model.state_dict(), resumed.checkpoint.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert whole.losses == resumed.losses
+    return whole, resumed

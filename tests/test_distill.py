@@ -21,7 +21,7 @@ from nametool.train.data import load_names  # noqa: E402
 from nametool.train.distill import distill_loss  # noqa: E402
 from nametool.train.training import resume_training, run_training  # noqa: E402
 
-from .conftest import TINY_NAMES  # noqa: E402
+from .conftest import TINY_NAMES, assert_resumes_exactly, stop_after  # noqa: E402
 
 TEACHER = ModelConfig(context_size=3, embed_dim=8, hidden=(32,), members=3)
 STUDENT = ModelConfig(context_size=3, embed_dim=8, hidden=(32,), members=1)
@@ -67,20 +67,7 @@ def test_a_distilled_student_is_closer_to_its_teacher(tmp_path, teacher):
 
 
 def test_a_distilled_run_resumes_exactly(tmp_path, teacher):
-    names = load_names(TINY_NAMES)
-    config = replace(CONFIG, teacher=str(teacher))
-    whole = run_training(names, STUDENT, config, tmp_path / "whole.pt")
-    calls = {"n": 0}
-
-    def stop_after_70():
-        calls["n"] += 1
-        return calls["n"] > 70
-
-    run_training(names, STUDENT, config, tmp_path / "part.pt", should_stop=stop_after_70)
-    resumed = resume_training(tmp_path / "part.pt")
-    a, b = whole.checkpoint.model.state_dict(), resumed.checkpoint.model.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert whole.losses == resumed.losses
+    assert_resumes_exactly(load_names(TINY_NAMES), STUDENT, replace(CONFIG, teacher=str(teacher)), tmp_path, 70)
 
 
 def test_resuming_with_a_changed_teacher_is_refused(tmp_path, teacher):
@@ -88,14 +75,8 @@ def test_resuming_with_a_changed_teacher_is_refused(tmp_path, teacher):
 
     own = tmp_path / "own-teacher.pt"
     shutil.copyfile(teacher, own)
-    calls = {"n": 0}
-
-    def stop_after_20():
-        calls["n"] += 1
-        return calls["n"] > 20
-
     run_training(load_names(TINY_NAMES), STUDENT, replace(CONFIG, teacher=str(own)), tmp_path / "part.pt",
-                 should_stop=stop_after_20)
+                 should_stop=stop_after(20))
     run_training(load_names(TINY_NAMES), TEACHER, replace(CONFIG, steps=20, seed=5), own, force=True)
     with pytest.raises(ModelFileError, match="the file changed since the run started"):
         resume_training(tmp_path / "part.pt")

@@ -15,9 +15,9 @@ from nametool.train import training  # noqa: E402
 from nametool.train.config import TrainConfig  # noqa: E402
 from nametool.train.data import load_names  # noqa: E402
 from nametool.train.model import build_model  # noqa: E402
-from nametool.train.training import fold_pays, resume_training, run_training  # noqa: E402
+from nametool.train.training import fold_pays, run_training  # noqa: E402
 
-from .conftest import TINY_NAMES  # noqa: E402
+from .conftest import TINY_NAMES, assert_resumes_exactly  # noqa: E402
 
 WIDE = ModelConfig(context_size=4, embed_dim=32, hidden=(48,), members=2)  # embed_dim >= vocab: folds in fp32
 CONFIG = TrainConfig(steps=60, batch_size=32, lr=5e-3, warmup=5, eval_every=20, seed=3, precision="fp32")
@@ -60,18 +60,7 @@ def test_a_folded_run_ends_where_the_plain_run_does(tmp_path, monkeypatch):
 def test_resume_is_exact_with_the_folded_layer(tmp_path):
     names = load_names(TINY_NAMES)
     assert fold_pays(CONFIG.precision, WIDE, 27)
-    whole = run_training(names, WIDE, CONFIG, tmp_path / "whole.pt")
-    calls = {"n": 0}
-
-    def stop_after_30():
-        calls["n"] += 1
-        return calls["n"] > 30
-
-    run_training(names, WIDE, CONFIG, tmp_path / "part.pt", should_stop=stop_after_30)
-    resumed = resume_training(tmp_path / "part.pt")
-    a, b = whole.checkpoint.model.state_dict(), resumed.checkpoint.model.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert whole.losses == resumed.losses
+    assert_resumes_exactly(names, WIDE, CONFIG, tmp_path, 30)
 
 
 def test_a_time_budget_sets_the_steps_from_measured_step_times(tmp_path, monkeypatch):
