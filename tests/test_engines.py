@@ -106,23 +106,25 @@ def test_numpy_runs_layer_norm_layers_and_members(shaped_files, kind):
     assert result.exit_code == 0, result.output
 
 
-def test_the_numpy_engines_own_fused_step_is_not_accepted_from_a_file(tiny_run, tmp_path):
+def with_tanh_as(tiny_run, folder, op_type: str):
+    """The tiny run's file with its Tanh node turned into ``op_type``."""
     onnx = pytest.importorskip("onnx")
     _, onnx_path = tiny_run
     proto = onnx.load(str(onnx_path))
-    next(n for n in proto.graph.node if n.op_type == "Tanh").op_type = "GatherSum"
-    onnx.save(proto, str(tmp_path / "fused.onnx"))
+    next(n for n in proto.graph.node if n.op_type == "Tanh").op_type = op_type
+    path = folder / f"{op_type.lower()}.onnx"
+    onnx.save(proto, str(path))
+    return path
+
+
+def test_the_numpy_engines_own_fused_step_is_not_accepted_from_a_file(tiny_run, tmp_path):
+    path = with_tanh_as(tiny_run, tmp_path, "GatherSum")
     with pytest.raises(ModelFileError, match="the numpy engine cannot run operator GatherSum"):
-        NameModel.load(tmp_path / "fused.onnx", engine="numpy")
+        NameModel.load(path, engine="numpy")
 
 
 def test_an_operator_numpy_does_not_run_is_named_in_one_line(tiny_run, tmp_path):
-    onnx = pytest.importorskip("onnx")
-    _, onnx_path = tiny_run
-    proto = onnx.load(str(onnx_path))
-    node = next(n for n in proto.graph.node if n.op_type == "Tanh")
-    node.op_type = "Erf"  # onnxruntime runs it; nametool never exports it
-    onnx.save(proto, str(tmp_path / "erf.onnx"))
+    with_tanh_as(tiny_run, tmp_path, "Erf")  # onnxruntime runs it; nametool never exports it
     NameModel.load(tmp_path / "erf.onnx", engine="onnxruntime")
     with pytest.raises(ModelFileError, match="the numpy engine cannot run operator Erf"):
         NameModel.load(tmp_path / "erf.onnx", engine="numpy")
@@ -132,11 +134,7 @@ def test_an_operator_numpy_does_not_run_is_named_in_one_line(tiny_run, tmp_path)
 
 def test_auto_runs_a_file_numpy_cannot_on_onnxruntime(tiny_run, tmp_path):
     """A file of an older nametool (dynamic int8 operators) still generates by default."""
-    onnx = pytest.importorskip("onnx")
-    _, onnx_path = tiny_run
-    proto = onnx.load(str(onnx_path))
-    next(n for n in proto.graph.node if n.op_type == "Tanh").op_type = "Erf"
-    onnx.save(proto, str(tmp_path / "erf.onnx"))
+    with_tanh_as(tiny_run, tmp_path, "Erf")
     model = NameModel.load(tmp_path / "erf.onnx", large=False)
     assert model.engine == "onnxruntime" and len(model.generate(5, seed=1)) == 5
     result = CliRunner().invoke(run_main, ["generate", "--model", str(tmp_path / "erf.onnx"), "-n", "3"])
