@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from nametool.runtime.atomic import cannot_write, check_writable
 from nametool.runtime.errors import NametoolError, RequestError
 
 PAGE_FILES = ("index.html", "app.js", "nametool.js", "style.css")
@@ -102,19 +103,16 @@ def build_site(out_dir: Path, model_spec=None, *, ort_dir: Path | None = None, f
     from nametool.runtime.model import NameModel
 
     out_dir = Path(out_dir)
-    if out_dir.exists() and not force:
-        raise NametoolError(f"{out_dir} exists; pass --force to replace it")
+    check_writable(out_dir, force)  # exists without --force, no such parent folder, cannot write there
     if out_dir.exists() and not out_dir.is_dir():
         raise NametoolError(f"{out_dir} is a file, not a folder")
     model = NameModel.load(model_spec, engine="numpy", large=False)  # a bad file stops here, in one line
     dist = find_ort_web(ort_dir)
     parent = out_dir.resolve().parent
-    if not parent.is_dir():
-        raise NametoolError(f"{parent}: no such folder (for {out_dir})")
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
     except OSError as exc:
-        raise NametoolError(f"{out_dir}: cannot write ({exc.strerror or exc})") from None
+        raise cannot_write(out_dir, exc) from None
     try:
         for name in PAGE_FILES:
             shutil.copyfile(web_folder() / name, staging / name)
@@ -131,7 +129,7 @@ def build_site(out_dir: Path, model_spec=None, *, ort_dir: Path | None = None, f
         else:
             os.replace(staging, out_dir)
     except OSError as exc:
-        raise NametoolError(f"{out_dir}: cannot write ({exc.strerror or exc})") from None
+        raise cannot_write(out_dir, exc) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return sorted(out_dir.iterdir())
