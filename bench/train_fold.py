@@ -21,8 +21,9 @@ from nametool.runtime.schema import ModelConfig
 from nametool.train.model import build_model
 
 SHAPES = {
-    "default (2 members)": (ModelConfig(10, 32, (512,), members=2), 1024),
-    "one member of the default": (ModelConfig(10, 32, (512,)), 1024),
+    "default (3 members of 384)": (ModelConfig(10, 32, (384,), members=3), 1024),
+    "one member of the default": (ModelConfig(10, 32, (384,)), 1024),
+    "old default (2 members of 512)": (ModelConfig(10, 32, (512,), members=2), 1024),
     "lecture": (ModelConfig(3, 10, (200,)), 256),
 }
 VOCAB = 27
@@ -44,13 +45,15 @@ def step_ms(model, optimizer, contexts, targets, batch: int, steps: int, bf16: b
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--precision", choices=("fp32", "bf16", "both"), default="both",
+                        help="bf16 only pays with AMX; under the AVX2 proxy (docs/benchmarks.md) run fp32")
     args = parser.parse_args()
     print("| shape | precision | plain ms/step | folded ms/step | folded speed-up |\n|---|---|---|---|---|")
     for name, (config, batch) in SHAPES.items():
         torch.manual_seed(0)
         contexts = torch.randint(0, VOCAB, (200_000, config.context_size))
         targets = torch.randint(0, VOCAB, (200_000,))
-        for bf16 in (False, True):
+        for bf16 in {"fp32": (False,), "bf16": (True,), "both": (False, True)}[args.precision]:
             models = {fold: build_model(VOCAB, config) for fold in (False, True)}
             for fold, model in models.items():
                 model.fold = fold

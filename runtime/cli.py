@@ -11,7 +11,9 @@ from pathlib import Path
 
 import click
 
+from nametool.runtime.command import MANY_NAMES, generate_names
 from nametool.runtime.errors import NametoolError
+from nametool.runtime.output import write_text
 from nametool.runtime.schema import DEFAULT_BATCH_SIZE, DEFAULT_COUNT, MAX_SEED
 
 
@@ -83,26 +85,10 @@ def sampling_options(func):
     return func
 
 
-def request_from(options: dict):
-    """Split CLI options into (engine Request, seed, output format)."""
-    from nametool.runtime.generation import Request
-
-    options = dict(options)
-    seed, fmt = options.pop("seed"), options.pop("fmt")
-    words, path = tuple(options.pop("exclude")), options.pop("exclude_file")
-    if path is not None:
-        from nametool.runtime.banned import read_words
-
-        words += tuple(read_words(path))
-    options["exclude"] = words
-    return Request(**options), seed, fmt
-
-
 model_option = click.option(
     "--model", "model_path", default=None, metavar="PATH|NAME",
     help="A nametool .onnx file, or a bundled model by name (see 'models'). Default: the bundled default.",
 )
-MANY_NAMES = 2048  # from bench/run.py: below this, one onnxruntime thread starts faster and runs as fast
 engine_option = click.option(
     "--engine", type=click.Choice(["auto", "onnxruntime", "numpy"]), default="auto", show_default=True,
     help="What runs the model: onnxruntime, or numpy alone (for devices without onnxruntime). auto: "
@@ -129,54 +115,7 @@ def main() -> None:
 @user_errors
 def generate(model_path, threads, engine, **options) -> None:
     """Sample names, one per line."""
-    from nametool.runtime.generation import iter_names, make_rng
-    from nametool.runtime.model import NameModel
-
-    large = options["count"] >= MANY_NAMES
-    if threads is None and not large:
-        threads = 1  # a second thread pays off only on large batches; starting it costs ~20 ms
-    model = NameModel.load(model_path, threads=threads, engine=engine, large=large)
-    request, seed, fmt = request_from(options)
-    chunks = iter_names(model.logits, model.meta, request, make_rng(seed))
-    write_name_chunks(chunks, fmt, model.score)
-
-
-def write_names(names: list[str], fmt: str, score) -> None:
-    """Print names as text lines, or as json/jsonl/csv with their log-probabilities (via ``score``)."""
-    write_name_chunks([names], fmt, score)
-
-
-def write_name_chunks(chunks, fmt: str, score) -> None:
-    """Write each chunk of names as soon as it is made: memory stays that of one chunk, and a reader
-    that stops early (``| head``) ends the run at the next write. json is one array, as before."""
-    first = True
-    for names in chunks:
-        if fmt == "text":
-            write_text("".join(f"{name}\n" for name in names))
-            continue
-        logps = [s.log_likelihood for s in score(names)] if names else []
-        rows = [{"name": n, "logprob": round(lp, 6)} for n, lp in zip(names, logps)]
-        if fmt == "jsonl":
-            write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-        elif fmt == "json":  # the layout of json.dumps(all_rows, indent=1), one chunk at a time
-            items = [" " + json.dumps(row, ensure_ascii=False, indent=1).replace("\n", "\n ") for row in rows]
-            if items:
-                write_text(("[\n" if first else ",\n") + ",\n".join(items))
-                first = False
-        else:
-            import csv
-
-            buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\n")
-            if first:
-                writer.writerow(["name", "logprob"])
-                first = False
-            writer.writerows([n, f"{lp:.6f}"] for n, lp in zip(names, logps))
-            write_text(buffer.getvalue())
-    if fmt == "json":
-        write_text("[]\n" if first else "\n]\n")
-    elif fmt == "csv" and first:
-        write_text("name,logprob\n")
+    generate_names(model_path, threads, engine, options)
 
 
 @main.command()
@@ -414,18 +353,3 @@ def models(as_json, engine) -> None:
                      f"{r['test_loss']:9.4f} {r['names_per_second']:9,}  {r['config']}"
                      + (" (int8)" if r["int8"] else ""))
     write_text("\n".join(lines) + "\n")
-
-
-def write_text(text: str) -> None:
-    """Write UTF-8 whatever the locale; a closed pipe (``| head``) ends quietly."""
-    try:
-        buffer = getattr(sys.stdout, "buffer", None)
-        if buffer is None:  # a text-only stream
-            sys.stdout.write(text)
-        else:
-            buffer.write(text.encode("utf-8"))
-        sys.stdout.flush()
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(0)

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import click
 
-from nametool.runtime.cli import SEED, request_from, sampling_options, user_errors, write_names
+from nametool.runtime.cli import SEED, sampling_options, user_errors
+from nametool.runtime.command import request_from
 from nametool.runtime.errors import NametoolError
+from nametool.runtime.output import write_names
 
 TRAIN_EXTRA = "pip install 'nametool[train]'"
 RUNS_DIR = Path("runs")

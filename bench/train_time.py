@@ -1,0 +1,74 @@
+"""Wall time of whole `nametool train` runs, configurations interleaved, in fresh processes.
+
+    python bench/train_time.py [--rounds 3] [--isa avx2] [--only NAME,...]
+
+Each round runs every configuration once (the machine's load then weighs on each alike);
+the table gives the median training time ("trained in ...") and the test loss.
+
+``--isa avx2`` runs the children with the vector instructions of an AVX2-only CPU on an
+AVX-512/AMX machine: ``ATEN_CPU_CAPABILITY=avx2`` (PyTorch's own kernels),
+``MKL_ENABLE_INSTRUCTIONS=AVX2`` (MKL's sgemm and tanh, which fp32 training uses) and
+``ONEDNN_MAX_CPU_ISA=AVX2`` (oneDNN: no AMX, no AVX-512 bf16). It is a proxy for the 2-core
+AMD EPYC of issue #16: the same instruction set, not its clock, caches or memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+
+from machine import cpu_line
+
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+# The first layer plain (the lecture's form) even where training.fold_pays would fold it.
+PLAIN = "import nametool.train.training as t; t.fold_pays = lambda *a: False; "
+FOLD_AS_CHOSEN = ""
+OLD_DEFAULT = ["--members", "2", "--hidden", "512", "--steps", "2500"]  # the default until 2026-11-29
+CONFIGS = {  # name: (description, prelude, arguments)
+    "fp32": ("default, fp32", FOLD_AS_CHOSEN, ["--precision", "fp32"]),
+    "fp32-plain": ("default, fp32, first layer plain", PLAIN, ["--precision", "fp32"]),
+    "old-fp32": ("old default (2 x 512, 2,500 steps), fp32", FOLD_AS_CHOSEN, ["--precision", "fp32", *OLD_DEFAULT]),
+    "old-fp32-plain": ("old default, fp32, first layer plain (as issue #16 measured it)", PLAIN,
+                       ["--precision", "fp32", *OLD_DEFAULT]),
+    "bf16": ("default, bf16", FOLD_AS_CHOSEN, ["--precision", "bf16"]),
+}
+
+
+def run(prelude: str, args: list[str], env: dict[str, str], out: str) -> tuple[float, float]:
+    code = prelude + "import sys; from nametool.train.cli import main; sys.argv[0] = 'nametool'; main()"
+    done = subprocess.run([sys.executable, "-c", code, "train", *args, "--out", out, "--force"],
+                          env={**os.environ, **env}, capture_output=True, text=True, check=True)
+    seconds = float(re.search(r"trained in ([0-9.]+)s", done.stdout).group(1))
+    test = float(re.search(r"^\s*test\s+([0-9.]+)", done.stdout, re.M).group(1))
+    return seconds, test
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--isa", choices=("native", "avx2"), default="native")
+    parser.add_argument("--only", default=",".join(CONFIGS), help="comma-separated, from: " + ", ".join(CONFIGS))
+    args = parser.parse_args()
+    chosen = [name for name in CONFIGS if name in args.only.split(",")]
+    env = AVX2_ENV if args.isa == "avx2" else {}
+    results = {name: [] for name in chosen}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.rounds):
+            for name in chosen:
+                _, prelude, extra = CONFIGS[name]
+                results[name].append(run(prelude, extra, env, f"{tmp}/model.pt"))
+    print(f"{cpu_line()}; instructions: {args.isa}; {args.rounds} rounds, median\n")
+    print("| configuration | train s (median) | all runs | test |\n|---|---|---|---|")
+    for name, runs in results.items():
+        seconds = [s for s, _ in runs]
+        print(f"| {CONFIGS[name][0]} | {statistics.median(seconds):.1f} | {', '.join(f'{s:.1f}' for s in seconds)} | "
+              f"{runs[0][1]:.4f} |")
+
+
+if __name__ == "__main__":
+    main()

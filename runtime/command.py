@@ -1,0 +1,36 @@
+"""The body of ``nametool-run generate``, without click: the click command in ``cli.py`` and the
+quick path in ``launch.py`` both run it."""
+
+from __future__ import annotations
+
+MANY_NAMES = 2048  # from bench/run.py: below this, one onnxruntime thread starts faster and runs as fast
+
+
+def generate_names(model_path, threads, engine, options: dict) -> None:
+    """``nametool-run generate``: sample names as ``options`` ask and print them."""
+    from nametool.runtime.generation import iter_names, make_rng
+    from nametool.runtime.model import NameModel
+    from nametool.runtime.output import write_name_chunks
+
+    large = options["count"] >= MANY_NAMES
+    if threads is None and not large:
+        threads = 1  # a second thread pays off only on large batches; starting it costs ~20 ms
+    model = NameModel.load(model_path, threads=threads, engine=engine, large=large)
+    request, seed, fmt = request_from(options)
+    chunks = iter_names(model.logits, model.meta, request, make_rng(seed))
+    write_name_chunks(chunks, fmt, model.score)
+
+
+def request_from(options: dict):
+    """Split CLI options into (engine Request, seed, output format)."""
+    from nametool.runtime.generation import Request
+
+    options = dict(options)
+    seed, fmt = options.pop("seed"), options.pop("fmt")
+    words, path = tuple(options.pop("exclude")), options.pop("exclude_file")
+    if path is not None:
+        from nametool.runtime.banned import read_words
+
+        words += tuple(read_words(path))
+    options["exclude"] = words
+    return Request(**options), seed, fmt
