@@ -134,6 +134,10 @@ class OnnxruntimeBackend:
             contexts = np.concatenate([contexts, np.repeat(contexts[-1:], padded - rows, axis=0)])
         return self._session.run([OUTPUT_NAME], {INPUT_NAME: contexts})[0][:rows]
 
+    def first_layer(self, meta: ModelMeta) -> str:
+        """The form of the first layer this engine runs: the file's."""
+        return meta.first_layer
+
     def metadata(self, path: Path) -> dict[str, str]:
         try:
             return self._session.get_modelmeta().custom_metadata_map
@@ -165,6 +169,11 @@ class NumpyBackend:
 
     def run(self, contexts: np.ndarray) -> np.ndarray:
         return self._graph.run(contexts)
+
+    def first_layer(self, meta: ModelMeta) -> str:
+        """The form of the first layer this engine runs: folded, also for a plain file
+        (``numpy_engine._fold_first_layers``)."""
+        return "folded" if self._graph.folded else meta.first_layer
 
     def metadata(self, path: Path) -> dict[str, str]:
         return self._file.metadata
@@ -198,7 +207,7 @@ class NameModel:
         self.data = data  # the file's bytes, for verify's digests
         self.vocab = meta.vocab
         self.context_size = meta.model.context_size
-        self.rows_per_call = ROWS_PER_CALL[backend.name, meta.first_layer]
+        self.rows_per_call = ROWS_PER_CALL[backend.name, backend.first_layer(meta)]
 
     @property
     def engine(self) -> str:
