@@ -21,8 +21,12 @@ ENGINES = ("auto", "onnxruntime", "numpy")
 # logits). The folded first layer gathers a (rows, context_size, hidden) tensor, fast while it
 # stays in cache. From bench/fold.py on the 2-core Xeon (AMX, AVX-512), default model, one thread:
 # onnxruntime folded peaked at 64 rows (247,000 rows/s against 195,000 to 201,000 at 128 to 1,024),
-# numpy folded at 256 (241,000 against 182,000 at 64 and 162,000 at 1,024); plain forms run whole.
-ROWS_PER_CALL = {("onnxruntime", "folded"): 64, ("onnxruntime", "plain"): 1 << 30,
+# numpy folded at 256 (241,000 against 182,000 at 64 and 162,000 at 1,024). onnxruntime plain:
+# generating 4,096 names at batch 4,096 in calls of 512 rows gave 396,000 names/s on the lecture's
+# file against 355,000 in whole calls (391,000 at 1,024, 369,000 at 2,048), and 48,600 against
+# 41,800 on the default's plain form (medians of 25, interleaved). numpy runs a plain file folded
+# (numpy_engine._fold_first_layers); its plain entry serves files it cannot fold.
+ROWS_PER_CALL = {("onnxruntime", "folded"): 64, ("onnxruntime", "plain"): 512,
                  ("numpy", "folded"): 256, ("numpy", "plain"): 1 << 30}
 # onnxruntime's float32 Gemm gives a call of one row (or three) other logits than a longer call
 # (up to 3.8e-6 for the default model, on the AVX-512 Xeon and on emulated AVX2 alike): its

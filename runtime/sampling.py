@@ -114,8 +114,13 @@ def draw(
     top_p: float | None = None,
     min_p: float | None = None,
     forbid: int | None = None,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One id per row from ``next_char_probs(logits, ...)``, with ``forbid`` (an id) masked out.
+    """One id per uniform from ``next_char_probs(logits, ...)``, with ``forbid`` (an id) masked out.
+
+    ``rows``: uniform i draws from ``logits[rows[i]]`` (rows with one context share a row, whose
+    distribution is then computed once); None: from ``logits[i]``. The ids are those of
+    ``draw(logits[rows], ...)``.
 
     The plain case (temperature > 0, no top-k or top-p) is the hot loop of generation
     and runs transposed, ``(vocab, batch)``, so every reduction is a vector operation
@@ -125,7 +130,7 @@ def draw(
     plain = (temperature >= FLOAT32_SAFE_TEMPERATURE and top_k is None and (top_p is None or top_p == 1)
              and not min_p)
     if not plain:
-        logits = np.array(logits, dtype=np.float64)
+        logits = np.array(logits if rows is None else logits[rows], dtype=np.float64)
         if forbid is not None:
             logits[:, forbid] = -np.inf
         return sample_ids(next_char_probs(logits, temperature, top_k=top_k, top_p=top_p, min_p=min_p), uniforms)
@@ -133,16 +138,21 @@ def draw(
     if forbid is not None:
         x[forbid] = -np.inf
     top = x.max(axis=0)
-    check_rows(top)
+    check_rows(top if rows is None else top[rows])  # names the uniform's row, as unshared
     x -= top
     if temperature != 1:
         x /= np.float32(temperature)
     np.exp(x, out=x, dtype=np.float64, casting="unsafe")  # in float64, rounded once to float32: EXP_NOTE
     for i in range(1, len(x)):  # cumulative sum down the vocabulary, a batch-wide add per id
         x[i] += x[i - 1]
+    if rows is not None:
+        x = x[:, rows]
     total = x[-1]
     threshold = np.minimum((uniforms * total).astype(np.float32), np.nextafter(total, np.float32(0)))
-    return (x <= threshold).view(np.uint8).sum(axis=0, dtype=np.intp)
+    # how many CDF entries lie at or below the threshold, counted in uint16 where the vocabulary
+    # allows (2.4x faster than counting in intp: 23 against 56 us for 27 x 4,096)
+    count = np.uint16 if len(x) <= np.iinfo(np.uint16).max else np.intp
+    return (x <= threshold).view(np.uint8).sum(axis=0, dtype=count).astype(np.intp)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

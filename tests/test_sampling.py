@@ -295,3 +295,36 @@ def test_sharing_stops_where_the_keys_could_overflow():
     assert len(calls) == 12
     assert all(n <= 2 ** i for i, n in enumerate(calls[:7]))  # shared: at most 2**i distinct rows
     assert calls[7:] == [500] * 5
+
+
+@pytest.mark.parametrize("space", [1, 27, 729, 19683, 27 ** 6])  # a table (up to 8 per row), then a sort
+def test_distinct_keys_are_what_np_unique_finds(space):
+    from nametool.runtime import generation
+
+    keys = np.random.default_rng(space).integers(0, space, 4096)
+    first, inverse = generation._distinct(keys, space)
+    _, _, expected = np.unique(keys, return_index=True, return_inverse=True)
+    assert np.array_equal(inverse, expected)
+    assert np.array_equal(keys[first][inverse], keys)  # each first names a row of its key
+
+
+@pytest.mark.parametrize("options", [{}, {"temperature": 0.7, "forbid": 0}, {"top_k": 3}, {"top_p": 0.8},
+                                     {"min_p": 0.1, "forbid": 2}, {"temperature": 0}])
+def test_drawing_from_shared_rows_is_drawing_from_the_expanded_rows(options):
+    rng = np.random.default_rng(5)
+    logits = rng.normal(0, 2, (40, 10)).astype(np.float32)
+    rows = rng.integers(0, 40, 3000)
+    uniforms = rng.random(3000)
+    shared = draw(logits, uniforms, rows=rows, **options)
+    assert np.array_equal(shared, draw(logits[rows], uniforms, **options))
+    assert len(np.unique(shared)) > 1 or options.get("temperature") == 0
+
+
+def test_a_bad_shared_row_is_reported_at_the_first_uniform_that_reads_it():
+    from nametool.runtime.sampling import UnusableLogits
+
+    logits = np.zeros((3, 4), dtype=np.float32)
+    logits[2, 1] = np.nan
+    with pytest.raises(UnusableLogits) as found:
+        draw(logits, np.full(5, 0.5), rows=np.array([0, 1, 0, 2, 2]))
+    assert found.value.row == 3
