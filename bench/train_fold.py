@@ -24,6 +24,7 @@ SHAPES = {
     "default (3 members of 384)": (ModelConfig(10, 32, (384,), members=3), 1024),
     "one member of the default": (ModelConfig(10, 32, (384,)), 1024),
     "old default (2 members of 512)": (ModelConfig(10, 32, (512,), members=2), 1024),
+    "one member of 512 (issue #16's trial)": (ModelConfig(10, 32, (512,)), 1024),
     "lecture": (ModelConfig(3, 10, (200,)), 256),
 }
 VOCAB = 27
