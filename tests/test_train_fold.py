@@ -40,6 +40,30 @@ def test_folded_gradients_equal_the_plain_ones(config):
     assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(grads[False][1], grads[True][1]))
 
 
+def test_the_table_gradient_is_the_in_order_sum_whatever_the_threads():
+    from nametool.train.model import TableRowSum
+
+    torch.manual_seed(2)
+    ids = torch.randint(0, 27, (300, 5)) + torch.arange(5) * 27
+    tables = torch.randn(5 * 27, 16, requires_grad=True)
+    grad = torch.randn(300, 16)
+    found, saved = {}, torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            tables.grad = None
+            TableRowSum.apply(ids, tables).backward(grad)
+            found[threads] = tables.grad.clone()
+    finally:
+        torch.set_num_threads(saved)
+    expected = torch.zeros_like(tables)
+    for position in range(5):
+        for row in range(300):
+            expected[ids[row, position]] += grad[row]
+    assert torch.equal(found[1], expected) and torch.equal(found[2], expected)
+    assert torch.equal(TableRowSum.apply(ids, tables), F.embedding_bag(ids, tables, mode="sum"))
+
+
 def test_the_rule_folds_fp32_wide_embeddings_only():
     assert fold_pays("fp32", WIDE, 27) and not fold_pays("bf16", WIDE, 27)
     assert not fold_pays("fp32", ModelConfig(3, 10, (200,)), 27)  # the lecture's shape

