@@ -64,6 +64,22 @@ def test_the_table_gradient_is_the_in_order_sum_whatever_the_threads():
     assert torch.equal(TableRowSum.apply(ids, tables), F.embedding_bag(ids, tables, mode="sum"))
 
 
+def test_training_gathers_the_embeddings_as_eval_does():
+    """Training reads E's rows by index_select (a faster backward), eval and export by nn.Embedding."""
+    torch.manual_seed(3)
+    model = build_model(27, ModelConfig(3, 10, (20,)))
+    contexts, targets = torch.randint(0, 27, (200, 3)), torch.randint(0, 27, (200,))
+    grads = {}
+    for training in (True, False):
+        model.train(training)
+        model.zero_grad()
+        logits = model(contexts)
+        F.cross_entropy(logits, targets).backward()
+        grads[training] = (logits.detach(), [p.grad.clone() for p in model.parameters()])
+    assert torch.equal(grads[True][0], grads[False][0])
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(grads[True][1], grads[False][1]))
+
+
 def test_the_rule_folds_fp32_wide_embeddings_only():
     assert fold_pays("fp32", WIDE, 27) and not fold_pays("bf16", WIDE, 27)
     assert not fold_pays("fp32", ModelConfig(3, 10, (200,)), 27)  # the lecture's shape
