@@ -21,8 +21,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
-from machine import cpu_line
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.machine import cpu_line  # noqa: E402
 
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 # The first layer plain (the lecture's form) even where training.fold_pays would fold it.
@@ -42,10 +45,12 @@ CONFIGS = {  # name: (description, prelude, arguments)
 def run(prelude: str, args: list[str], env: dict[str, str], out: str) -> tuple[float, float]:
     code = prelude + "import sys; from nametool.train.cli import main; sys.argv[0] = 'nametool'; main()"
     done = subprocess.run([sys.executable, "-c", code, "train", *args, "--out", out, "--force"],
-                          env={**os.environ, **env}, capture_output=True, text=True, check=True)
-    seconds = float(re.search(r"trained in ([0-9.]+)s", done.stdout).group(1))
-    test = float(re.search(r"^\s*test\s+([0-9.]+)", done.stdout, re.M).group(1))
-    return seconds, test
+                          env={**os.environ, **env}, capture_output=True, text=True)
+    seconds = re.search(r"trained in ([0-9.]+)s", done.stdout)
+    test = re.search(r"^\s*test\s+([0-9.]+)", done.stdout, re.M)
+    if done.returncode or seconds is None or test is None:
+        sys.exit(f"nametool train {' '.join(args)} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return float(seconds.group(1)), float(test.group(1))
 
 
 def main() -> None:

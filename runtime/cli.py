@@ -115,7 +115,7 @@ def main() -> None:
 @user_errors
 def generate(model_path, threads, engine, **options) -> None:
     """Sample names, one per line."""
-    generate_names(model_path, threads, engine, options)
+    generate_names(options, model_path=model_path, threads=threads, engine=engine)
 
 
 @main.command()

@@ -3,11 +3,16 @@ quick path in ``launch.py`` both run it."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nametool.runtime.generation import Request
+
 MANY_NAMES = 2048  # from bench/run.py: below this, one onnxruntime thread starts faster and runs as fast
 
 
-def generate_names(model_path, threads, engine, options: dict) -> None:
-    """``nametool-run generate``: sample names as ``options`` ask and print them."""
+def generate_names(options: dict, *, model_path: str | None, threads: int | None, engine: str) -> None:
+    """``nametool-run generate``: sample names as ``options`` (the sampling options) ask and print them."""
     from nametool.runtime.generation import iter_names, make_rng
     from nametool.runtime.model import NameModel
     from nametool.runtime.output import write_name_chunks
@@ -21,7 +26,7 @@ def generate_names(model_path, threads, engine, options: dict) -> None:
     write_name_chunks(chunks, fmt, model.score)
 
 
-def request_from(options: dict):
+def request_from(options: dict) -> tuple[Request, int | None, str]:
     """Split CLI options into (engine Request, seed, output format)."""
     from nametool.runtime.generation import Request
 

@@ -37,12 +37,18 @@ def main() -> None:
         cli()
         return
     try:
-        generate_names(options.pop("model_path"), options.pop("threads"), options.pop("engine"), options)
-    except NametoolError as exc:  # as cli.user_errors and click print it
-        sys.stderr.write(f"Error: {exc}\n")
+        generate_names(options, model_path=options.pop("model_path"), threads=options.pop("threads"),
+                       engine=options.pop("engine"))
+    except NametoolError as exc:  # click prints it, as for cli.user_errors: only a failure imports click
+        import click
+
+        click.ClickException(str(exc)).show()
         sys.exit(1)
-    except KeyboardInterrupt:  # as click prints it
-        sys.stderr.write("\nAborted!\n")
+    except KeyboardInterrupt:
+        import click
+
+        click.echo(file=sys.stderr)
+        click.echo("Aborted!", file=sys.stderr)
         sys.exit(1)
 
 

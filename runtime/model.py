@@ -263,6 +263,12 @@ class NameModel:
         ``contexts`` is ``(batch, context_size)`` int64; returns ``(batch, vocab)`` float32.
         """
         contexts = np.ascontiguousarray(contexts, dtype=np.int64)
+        if contexts.ndim != 2 or contexts.shape[1] != self.context_size:
+            raise RequestError(f"contexts must be (batch, {self.context_size}) ids, not of shape {contexts.shape}")
+        # negative ids wrap round to huge ones here: one comparison refuses both (a folded table would
+        # otherwise read an out-of-range id from the next position's rows)
+        if contexts.size and contexts.view(np.uint64).max() >= len(self.vocab):
+            raise RequestError(f"context ids must lie in 0..{len(self.vocab) - 1}")
         step = self.rows_per_call
         try:
             if len(contexts) <= step:

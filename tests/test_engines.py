@@ -139,3 +139,67 @@ def test_auto_runs_a_file_numpy_cannot_on_onnxruntime(tiny_run, tmp_path):
     assert model.engine == "onnxruntime" and len(model.generate(5, seed=1)) == 5
     result = CliRunner().invoke(run_main, ["generate", "--model", str(tmp_path / "erf.onnx"), "-n", "3"])
     assert result.exit_code == 0 and len(result.output.split()) == 3
+
+
+def tiny_plain_graph(vocab: int, embed: int, *, bias: bool, trans_b: bool, members: int = 2):
+    """A plain first layer per member (Gather, Reshape, Gemm), two members' outputs added: (file bytes,
+    a float64 evaluation of the same maths)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(vocab * 10 + embed)
+    context, hidden, nodes, inits, outs = 3, 8, [], [], []
+    inits.append(numpy_helper.from_array(np.array([-1, context * embed], dtype=np.int64), "shape"))
+    weights = []
+    for m in range(members):
+        table = rng.normal(size=(vocab, embed)).astype(np.float32)
+        w1 = rng.normal(size=(hidden, context * embed)).astype(np.float32)
+        b1 = rng.normal(size=hidden).astype(np.float32) if bias else None
+        weights.append((table, w1, b1))
+        inits += [numpy_helper.from_array(table, f"E{m}"), numpy_helper.from_array(w1 if trans_b else w1.T.copy(), f"W{m}")]
+        gemm_inputs = [f"r{m}", f"W{m}"]
+        if bias:
+            inits.append(numpy_helper.from_array(b1, f"b{m}"))
+            gemm_inputs.append(f"b{m}")
+        nodes += [helper.make_node("Gather", [f"E{m}", "context"], [f"g{m}"]),
+                  helper.make_node("Reshape", [f"g{m}", "shape"], [f"r{m}"]),
+                  helper.make_node("Gemm", gemm_inputs, [f"h{m}"], transB=int(trans_b))]
+        outs.append(f"h{m}")
+    nodes.append(helper.make_node("Add", outs, ["logits"]) if members == 2 else
+                 helper.make_node("Identity", outs, ["logits"]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("context", TensorProto.INT64, ["batch", context])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", hidden])], inits)
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+
+    def reference(ids):
+        total = 0
+        for table, w1, b1 in weights:
+            x = table.astype(np.float64)[ids].reshape(len(ids), -1)
+            total = total + x @ w1.astype(np.float64).T + (0 if b1 is None else b1)
+        return total
+    return data, reference
+
+
+@pytest.mark.parametrize("bias, trans_b", [(True, True), (False, True), (True, False), (False, False)])
+def test_numpy_folds_a_plain_first_layer_with_or_without_bias_either_layout(bias, trans_b):
+    from nametool.runtime.numpy_engine import NumpyGraph
+    from nametool.runtime.onnxfile import read_onnx
+
+    data, reference = tiny_plain_graph(5, 4, bias=bias, trans_b=trans_b)
+    graph = NumpyGraph(read_onnx(data))
+    steps = [node.op_type for node in graph._steps]
+    assert steps.count("GatherSum") == 2 and steps.count("Add") == 2 + 2 * bias, steps  # one ids step, shared
+    ids = np.random.default_rng(0).integers(0, 5, (50, 3))
+    assert np.abs(graph.run(ids) - reference(ids)).max() < 1e-5
+
+
+def test_numpy_keeps_a_plain_first_layer_whose_tables_would_be_too_large():
+    from nametool.runtime.numpy_engine import MAX_TABLE_GROWTH, NumpyGraph
+    from nametool.runtime.onnxfile import read_onnx
+
+    embed = 2
+    data, reference = tiny_plain_graph(embed * MAX_TABLE_GROWTH + 1, embed, bias=True, trans_b=True, members=1)
+    graph = NumpyGraph(read_onnx(data))
+    assert not graph.folded and "Gemm" in [node.op_type for node in graph._steps]
+    ids = np.random.default_rng(0).integers(0, embed * MAX_TABLE_GROWTH + 1, (50, 3))
+    assert np.abs(graph.run(ids) - reference(ids)).max() < 1e-5

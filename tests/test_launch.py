@@ -80,3 +80,12 @@ def test_other_command_lines_run_through_click():
     flagged = launch("generate", "-n", "3", "--seed", "1", "--temperature", "0")  # greedy: one name, thrice
     assert flagged.returncode == 0, flagged.stderr
     assert len(set(flagged.stdout.split())) == 1 and len(flagged.stdout.split()) == 3
+
+
+def test_an_error_with_control_characters_reads_as_click_has_it():
+    """Click's own printing, escape codes removed off a terminal: the quick path prints its errors with it."""
+    quick = launch("generate", "--model", "\x1b[31mred")
+    through_click = launch("generate", "--model", "\x1b[31mred", "--engine", "auto")  # not a quick command line
+    assert quick.returncode == through_click.returncode == 1
+    assert quick.stderr.splitlines()[:-1] == through_click.stderr.splitlines()[:-1]
+    assert "\x1b" not in quick.stderr and "red: no such model file" in quick.stderr

@@ -37,6 +37,23 @@ def test_next_char_distribution_is_sorted_and_sums_to_one():
     assert set(dist) == {".", *NameModel.load().vocab.chars}
 
 
+@pytest.mark.parametrize("engine", ["onnxruntime", "numpy"])
+@pytest.mark.parametrize("name", ["default", "lecture"])  # folded and plain files
+def test_logits_refuse_ids_outside_the_vocabulary_and_misshapen_contexts(engine, name):
+    """A folded table would read id ``vocab`` from the next position's rows, and onnxruntime's Gather
+    would take -1 as the last row: both are refused, on either engine and either form."""
+    model = NameModel.load(name, engine=engine)
+    good = np.zeros((3, model.context_size), dtype=np.int64)
+    assert model.logits(good).shape == (3, len(model.vocab))
+    for bad in (len(model.vocab), -1):
+        contexts = good.copy()
+        contexts[1, 0] = bad
+        with pytest.raises(RequestError, match="context ids must lie in"):
+            model.logits(contexts)
+    with pytest.raises(RequestError, match="contexts must be"):
+        model.logits(np.zeros((3, model.context_size + 1), dtype=np.int64))
+
+
 def test_context_outside_the_vocabulary_is_a_request_error():
     with pytest.raises(RequestError, match="'Z' not in the vocabulary"):
         NameModel.load().next_char_distribution("aZ")

@@ -297,7 +297,7 @@ def test_sharing_stops_where_the_keys_could_overflow():
     assert calls[7:] == [500] * 5
 
 
-@pytest.mark.parametrize("space", [1, 27, 729, 19683, 27 ** 6])  # a table (up to 8 per row), then a sort
+@pytest.mark.parametrize("space", [1, 27, 729, 19683, 27 ** 6])  # a marked table, and at 27**6 a sort
 def test_distinct_keys_are_what_np_unique_finds(space):
     from nametool.runtime import generation
 

@@ -31,6 +31,17 @@ def test_runtime_generates_with_torch_and_onnx_blocked():
     assert len(result.stdout.split()) == 5
 
 
+def test_the_console_scripts_quick_path_generates_with_torch_and_onnx_blocked():
+    result = run_blocked(
+        "import sys\n"
+        "sys.argv = ['nametool-run', 'generate', '-n', '5', '--seed', '1']\n"
+        "from nametool.runtime.launch import main\n"
+        "main()"
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.split()) == 5
+
+
 def test_python_api_works_with_torch_and_onnx_blocked():
     result = run_blocked(
         "import sys\n"

@@ -24,7 +24,8 @@ class TableRowSum(torch.autograd.Function):
     PyTorch's own backward of ``embedding_bag`` sorts the ids first: 1.16 ms of a member's
     fp32 step at the default's shape (batch 1,024, ten positions, 384 wide), where these ten
     ``index_add_`` calls take 0.44 ms (the 2-core Xeon). ``index_add_`` adds in the order of the
-    ids on the CPU, whatever the thread count, so runs and resumes stay bit-exact.
+    ids on the CPU, whatever the thread count, so runs and resumes stay bit-exact (on CUDA it adds
+    with atomics in no set order: used on the CPU only).
     """
 
     @staticmethod
@@ -65,9 +66,11 @@ class NameMLP(nn.Module):
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         if self.fold:
             return self.mlp[1:](self._folded_first_layer(context))  # (batch, vocab) logits
-        if self.training:  # E's rows by index_select, whose backward is an in-order index_add_: the
-            # values of self.embed(context) without nn.Embedding's sorting backward (bf16 steps 1.16x
-            # as fast); export traces the eval form, the lecture's Gather that export/fold.py reads
+        # In training on the CPU, E's rows by index_select, whose backward is an in-order index_add_:
+        # the values of self.embed(context) without nn.Embedding's sorting backward (bf16 steps 1.16x
+        # as fast). Export traces the eval form, the Gather that export/fold.py reads; on CUDA,
+        # index_add_ adds with atomics in no set order, and nn.Embedding's backward stays.
+        if self.training and context.device.type == "cpu":
             x = self.embed.weight.index_select(0, context.reshape(-1)).view(len(context), -1)
         else:
             x = self.embed(context).flatten(1)  # (batch, context_size * embed_dim)
@@ -81,8 +84,11 @@ class NameMLP(nn.Module):
         size = context.shape[1]
         blocks = first.weight.view(first.out_features, size, dim)  # (hidden, context, embed)
         tables = torch.einsum("ve,hce->cvh", self.embed.weight, blocks).reshape(size * vocab, -1)
-        offsets = torch.arange(size, device=context.device) * vocab
-        rows = TableRowSum.apply(context + offsets, tables)  # (batch, hidden)
+        ids = context + torch.arange(size, device=context.device) * vocab
+        if context.device.type == "cpu":
+            rows = TableRowSum.apply(ids, tables)  # (batch, hidden)
+        else:  # CUDA's index_add_ adds in no set order: embedding_bag's own backward keeps runs exact
+            rows = F.embedding_bag(ids, tables, mode="sum")
         return rows + first.bias
 
     def member_logits(self, context: torch.Tensor) -> list[torch.Tensor]:
