@@ -206,8 +206,8 @@ def throughput(onnx_path: Path, ckpt_path: Path, repeats: int) -> str:
 
 
 SPEEDUP_MODELS = [  # (label, model, training): one model per row, the PyTorch loop of that very model
-    ("default: 2 members of 512", DEFAULT_CONFIG, TrainConfig()),
-    ("1 member of 512 (`--members 1`)", replace(DEFAULT_CONFIG, members=1), TrainConfig()),
+    (f"default: {DEFAULT_CONFIG.members} members of {DEFAULT_CONFIG.hidden[0]}", DEFAULT_CONFIG, TrainConfig()),
+    (f"1 member of {DEFAULT_CONFIG.hidden[0]} (`--members 1`)", replace(DEFAULT_CONFIG, members=1), TrainConfig()),
     ("lecture: context 3, 10-d, 200", LECTURE_CONFIG,
      TrainConfig(steps=8000, batch_size=256, lr=2e-3, weight_decay=0.01, precision="fp32")),
 ]
