@@ -45,8 +45,10 @@ def sessions(context: int, width: int, hidden: int) -> tuple[ort.InferenceSessio
               helper.make_node("Gemm", ["r", "W1", "b1"], ["a"], transB=1)],
              [numpy_helper.from_array(embed, "E"), numpy_helper.from_array(w1, "W1"),
               numpy_helper.from_array(np.array([-1, context * width], np.int64), "shape")])
-    folded = ([helper.make_node("Add", ["context", "offsets"], ["ids"]), helper.make_node("Gather", ["T", "ids"], ["g"]),
-               helper.make_node("ReduceSum", ["g", "axis"], ["s"], keepdims=0), helper.make_node("Add", ["s", "b1"], ["a"])],
+    folded = ([helper.make_node("Add", ["context", "offsets"], ["ids"]),
+               helper.make_node("Gather", ["T", "ids"], ["g"]),
+               helper.make_node("ReduceSum", ["g", "axis"], ["s"], keepdims=0),
+               helper.make_node("Add", ["s", "b1"], ["a"])],
               [numpy_helper.from_array(tables.astype(np.float32).reshape(context * VOCAB, hidden), "T"),
                numpy_helper.from_array(np.arange(context, dtype=np.int64) * VOCAB, "offsets"),
                numpy_helper.from_array(np.array([1], np.int64), "axis")])
@@ -54,10 +56,9 @@ def sessions(context: int, width: int, hidden: int) -> tuple[ort.InferenceSessio
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     made = []
     for nodes, stored in (plain, folded):
-        graph = helper.make_graph(nodes + tail, "member", [helper.make_tensor_value_info("context", TensorProto.INT64,
-                                                                                       ["batch", context])],
-                                  [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", VOCAB])],
-                                  stored + weights)
+        inputs = [helper.make_tensor_value_info("context", TensorProto.INT64, ["batch", context])]
+        outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", VOCAB])]
+        graph = helper.make_graph(nodes + tail, "member", inputs, outputs, stored + weights)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
         made.append(ort.InferenceSession(model, options, providers=["CPUExecutionProvider"]))
     return made[0], made[1]

@@ -2,11 +2,11 @@
 
 ``nametool-run generate`` with nothing but ``-n/--count``, ``--seed`` and ``--model`` (each a
 separate word followed by a plain value) runs here without importing click: click's import,
-its command tree and its parser are about 10 ms of a 115 ms start (bench/cold_interleaved.py,
-docs/benchmarks.md), and a small request is mostly start-up. Every other command line, help,
-``--version`` and anything this parser is unsure of (a repeated option, ``--count=5``, a value
-starting with ``-``, a count that is not plain digits) goes to the click CLI in ``cli.py``, which
-owns every message about bad usage. Both paths run ``command.generate_names`` with the same options:
+its command tree and its parser are about 10 ms of a 115 ms start (on the 2-core Xeon with
+AVX-512 and AMX: bench/cold_interleaved.py, docs/benchmarks.md), and a small request is mostly
+start-up. Every other command line, help, ``--version`` and anything this parser is unsure of
+(a repeated option, ``--count=5``, a value starting with ``-``, a count that is not plain
+digits) goes to the click CLI in ``cli.py``, which owns every message about bad usage. Both paths run ``command.generate_names`` with the same options:
 tests/test_launch.py holds ``quick_options`` to what click parses from the same words.
 """
 

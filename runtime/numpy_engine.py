@@ -14,6 +14,7 @@ from nametool.runtime.errors import ModelFileError
 from nametool.runtime.numpy_ops import AXES_OPS, FUSED_OPS, ONNX_DOMAINS, OPS, axes_of, matmul
 from nametool.runtime.onnxfile import Node, OnnxFile
 
+
 class UnsupportedOperator(ModelFileError):
     """The graph holds an operator the numpy engine does not implement (onnxruntime may run it)."""
 
@@ -42,8 +43,9 @@ class NumpyGraph:
             known.update(node.outputs)
         if self.output not in known:
             raise ModelFileError(f"no node makes the graph output {self.output!r}")
-        width = file.inputs[0].shape[1] if len(file.inputs[0].shape) == 2 else None
-        steps = _fold_first_layers(steps, values, self.input, width if isinstance(width, int) else None)
+        shape = file.inputs[0].shape
+        width = shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None  # context size, if stated
+        steps = _fold_first_layers(steps, values, self.input, width)
         self._steps = _fuse_gather_sum(steps, values)
         self.folded = any(node.op_type == "GatherSum" for node in self._steps)
         self._constants = _widen_matmul_weights(self._steps, values)

@@ -144,7 +144,7 @@ def test_auto_runs_a_file_numpy_cannot_on_onnxruntime(tiny_run, tmp_path):
 def tiny_plain_graph(vocab: int, embed: int, *, bias: bool, trans_b: bool, members: int = 2):
     """A plain first layer per member (Gather, Reshape, Gemm), two members' outputs added: (file bytes,
     a float64 evaluation of the same maths)."""
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(vocab * 10 + embed)
@@ -156,7 +156,8 @@ def tiny_plain_graph(vocab: int, embed: int, *, bias: bool, trans_b: bool, membe
         w1 = rng.normal(size=(hidden, context * embed)).astype(np.float32)
         b1 = rng.normal(size=hidden).astype(np.float32) if bias else None
         weights.append((table, w1, b1))
-        inits += [numpy_helper.from_array(table, f"E{m}"), numpy_helper.from_array(w1 if trans_b else w1.T.copy(), f"W{m}")]
+        inits += [numpy_helper.from_array(table, f"E{m}"),
+                  numpy_helper.from_array(w1 if trans_b else w1.T.copy(), f"W{m}")]
         gemm_inputs = [f"r{m}", f"W{m}"]
         if bias:
             inits.append(numpy_helper.from_array(b1, f"b{m}"))
@@ -167,8 +168,9 @@ def tiny_plain_graph(vocab: int, embed: int, *, bias: bool, trans_b: bool, membe
         outs.append(f"h{m}")
     nodes.append(helper.make_node("Add", outs, ["logits"]) if members == 2 else
                  helper.make_node("Identity", outs, ["logits"]))
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("context", TensorProto.INT64, ["batch", context])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", hidden])], inits)
+    inputs = [helper.make_tensor_value_info("context", TensorProto.INT64, ["batch", context])]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", hidden])]
+    graph = helper.make_graph(nodes, "g", inputs, outputs, inits)
     data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
 
     def reference(ids):

@@ -23,7 +23,8 @@ class TableRowSum(torch.autograd.Function):
 
     PyTorch's own backward of ``embedding_bag`` sorts the ids first: 1.16 ms of a member's
     fp32 step at the default's shape (batch 1,024, ten positions, 384 wide), where these ten
-    ``index_add_`` calls take 0.44 ms (the 2-core Xeon). ``index_add_`` adds in the order of the
+    ``index_add_`` calls take 0.44 ms (the 2-core Xeon with AVX-512; under an AVX2-only proxy the
+    folded step gains more, bench/train_fold.py). ``index_add_`` adds in the order of the
     ids on the CPU, whatever the thread count, so runs and resumes stay bit-exact (on CUDA it adds
     with atomics in no set order: used on the CPU only).
     """
@@ -85,9 +86,9 @@ class NameMLP(nn.Module):
         blocks = first.weight.view(first.out_features, size, dim)  # (hidden, context, embed)
         tables = torch.einsum("ve,hce->cvh", self.embed.weight, blocks).reshape(size * vocab, -1)
         ids = context + torch.arange(size, device=context.device) * vocab
-        if context.device.type == "cpu":
+        if context.device.type == "cpu":  # TableRowSum's backward is exact on the CPU only
             rows = TableRowSum.apply(ids, tables)  # (batch, hidden)
-        else:  # CUDA's index_add_ adds in no set order: embedding_bag's own backward keeps runs exact
+        else:
             rows = F.embedding_bag(ids, tables, mode="sum")
         return rows + first.bias
 
