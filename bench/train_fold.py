@@ -18,6 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from nametool.runtime.schema import ModelConfig
+from nametool.train.memory import keep_freed_memory
 from nametool.train.model import build_model
 
 SHAPES = {
@@ -49,6 +50,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=("fp32", "bf16", "both"), default="both",
                         help="bf16 only pays with AMX; under the AVX2 proxy (docs/benchmarks.md) run fp32")
     args = parser.parse_args()
+    keep_freed_memory()  # as nametool train does
     print("| shape | precision | plain ms/step | folded ms/step | folded speed-up |\n|---|---|---|---|---|")
     for name, (config, batch) in SHAPES.items():
         torch.manual_seed(0)

@@ -1,6 +1,6 @@
 """Wall time of whole `nametool train` runs, configurations interleaved, in fresh processes.
 
-    python bench/train_time.py [--rounds 3] [--isa avx2] [--only NAME,...]
+    python bench/train_time.py [--rounds 3] [--isa avx2] [--only NAME,...] [--against REV]
 
 Each round runs every configuration once (the machine's load then weighs on each alike);
 the table gives the median training time ("trained in ...") and the test loss.
@@ -10,6 +10,11 @@ AVX-512/AMX machine: ``ATEN_CPU_CAPABILITY=avx2`` (PyTorch's own kernels),
 ``MKL_ENABLE_INSTRUCTIONS=AVX2`` (MKL's sgemm and tanh, which fp32 training uses) and
 ``ONEDNN_MAX_CPU_ISA=AVX2`` (oneDNN: no AMX, no AVX-512 bf16). It is a proxy for the 2-core
 AMD EPYC of issue #16: the same instruction set, not its clock, caches or memory.
+
+``--against REV`` also runs every configuration with the code of git revision ``REV`` (a
+worktree in a temporary folder, put first on ``PYTHONPATH``), interleaved with the current
+code: "as fast as before" measured side by side. The configurations' flags must exist there;
+a prelude that patches a name the old code lacks fails the run.
 """
 
 from __future__ import annotations
@@ -31,6 +36,11 @@ AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "O
 # The first layer plain (the lecture's form) even where training.fold_pays would fold it.
 PLAIN = "import nametool.train.training as t; t.fold_pays = lambda *a: False; "
 FOLD_AS_CHOSEN = ""
+# PyTorch's own bfloat16 tanh (before train/model.py's Tanh): the same bits, a slower kernel.
+TORCH_TANH = "import nametool.train.model as m; m.Tanh = m.nn.Tanh; "
+# glibc's malloc as it comes (before train/memory.py): every step's buffers go back to the system.
+MALLOC_AS_IS = "import nametool.train.training as t; t.keep_freed_memory = lambda: False; "
+NEW_DEFAULT = ["--members", "3", "--hidden", "384", "--steps", "3000"]  # the default since 2026-11-29, spelled out
 OLD_DEFAULT = ["--members", "2", "--hidden", "512", "--steps", "2500"]  # the default until 2026-11-29
 CONFIGS = {  # name: (description, prelude, arguments)
     "fp32": ("default, fp32", FOLD_AS_CHOSEN, ["--precision", "fp32"]),
@@ -39,7 +49,30 @@ CONFIGS = {  # name: (description, prelude, arguments)
     "old-fp32-plain": ("old default, fp32, first layer plain (as issue #16 measured it)", PLAIN,
                        ["--precision", "fp32", *OLD_DEFAULT]),
     "bf16": ("default, bf16", FOLD_AS_CHOSEN, ["--precision", "bf16"]),
+    "bf16-torch-tanh": ("default, bf16, PyTorch's bf16 tanh", TORCH_TANH, ["--precision", "bf16"]),
+    "fp32-spelled": ("default, fp32, shape spelled out (for --against)", FOLD_AS_CHOSEN,
+                     ["--precision", "fp32", *NEW_DEFAULT]),
+    "bf16-spelled": ("default, bf16, shape spelled out (for --against)", FOLD_AS_CHOSEN,
+                     ["--precision", "bf16", *NEW_DEFAULT]),
+    "fp32-malloc": ("default, fp32, malloc as it comes", MALLOC_AS_IS, ["--precision", "fp32"]),
+    "bf16-malloc": ("default, bf16, malloc as it comes", MALLOC_AS_IS, ["--precision", "bf16"]),
 }
+
+
+def code_tree(rev: str, folder: Path) -> Path:
+    """The package folders of ``rev`` as an importable ``nametool`` namespace under ``folder``."""
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", "-f", str(folder / "tree"), rev],
+                   check=True, capture_output=True)
+    (folder / "path" / "nametool").mkdir(parents=True)
+    for package in ("runtime", "train", "export", "models"):
+        (folder / "path" / "nametool" / package).symlink_to(folder / "tree" / package)
+    return folder / "path"
+
+
+def remove_tree(folder: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(folder / "tree")], check=False)
 
 
 def run(prelude: str, args: list[str], env: dict[str, str], out: str) -> tuple[float, float]:
@@ -58,21 +91,32 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--isa", choices=("native", "avx2"), default="native")
     parser.add_argument("--only", default=",".join(CONFIGS), help="comma-separated, from: " + ", ".join(CONFIGS))
+    parser.add_argument("--against", metavar="REV", help="also run each configuration with this revision's code")
     args = parser.parse_args()
     chosen = [name for name in CONFIGS if name in args.only.split(",")]
     env = AVX2_ENV if args.isa == "avx2" else {}
-    results = {name: [] for name in chosen}
+    codes = {"": env}
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(args.rounds):
-            for name in chosen:
-                _, prelude, extra = CONFIGS[name]
-                results[name].append(run(prelude, extra, env, f"{tmp}/model.pt"))
+        try:
+            if args.against:
+                old_path = code_tree(args.against, Path(tmp) / "old")
+                codes[f" ({args.against}'s code)"] = {**env, "PYTHONPATH": str(old_path)}
+            for _ in range(args.rounds):
+                for name in chosen:
+                    for label, child_env in codes.items():
+                        _, prelude, extra = CONFIGS[name]
+                        found = run(prelude, extra, child_env, f"{tmp}/model.pt")
+                        results.setdefault((name, label), []).append(found)
+        finally:
+            if args.against:
+                remove_tree(Path(tmp) / "old")
     print(f"{cpu_line()}; instructions: {args.isa}; {args.rounds} rounds, median\n")
     print("| configuration | train s (median) | all runs | test |\n|---|---|---|---|")
-    for name, runs in results.items():
+    for (name, label), runs in results.items():
         seconds = [s for s, _ in runs]
-        print(f"| {CONFIGS[name][0]} | {statistics.median(seconds):.1f} | {', '.join(f'{s:.1f}' for s in seconds)} | "
-              f"{runs[0][1]:.4f} |")
+        every = ", ".join(f"{s:.1f}" for s in seconds)
+        print(f"| {CONFIGS[name][0]}{label} | {statistics.median(seconds):.1f} | {every} | {runs[0][1]:.4f} |")
 
 
 if __name__ == "__main__":

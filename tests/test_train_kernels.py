@@ -1,0 +1,103 @@
+"""Training's faster paths to the same numbers: the bfloat16 tanh, and glibc malloc's thresholds."""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from nametool.train import memory  # noqa: E402
+from nametool.train.model import Tanh  # noqa: E402
+
+
+def every_bfloat16() -> torch.Tensor:
+    """All 65,536 bfloat16 bit patterns: both zeros, subnormals, infinities and NaNs included."""
+    return torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16).view(torch.bfloat16)
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return bool(((a.view(torch.int16) == b.view(torch.int16)) | (a.isnan() & b.isnan())).all())
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_bfloat16_tanh_gives_pytorchs_bits_forward_and_backward(threads):
+    x = every_bfloat16()
+    grad = torch.randn(len(x), generator=torch.Generator().manual_seed(0)).bfloat16()
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        found = {}
+        for name, tanh in (("ours", Tanh()), ("torch", torch.tanh)):
+            leaf = x.clone().requires_grad_()
+            out = tanh(leaf)
+            out.backward(grad)
+            found[name] = (out.detach(), leaf.grad)
+    finally:
+        torch.set_num_threads(saved)
+    assert found["ours"][0].dtype == torch.bfloat16
+    assert same_bits(found["ours"][0], found["torch"][0])
+    assert same_bits(found["ours"][1], found["torch"][1])
+
+
+def test_tanh_of_float32_is_torchs_and_exports_as_tanh():
+    x = torch.linspace(-5, 5, 101)
+    assert torch.equal(Tanh()(x), torch.tanh(x))
+    assert isinstance(Tanh(), torch.nn.Tanh)  # what the exporter sees and writes as ONNX Tanh
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_keep_freed_memory_serves_step_sized_buffers_from_the_heap():
+    # In a child process: the settings last for the process. mallinfo2 counts blocks served by mmap.
+    code = """
+import ctypes
+from nametool.train.memory import keep_freed_memory
+
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Info
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)
+libc.free.argtypes = (ctypes.c_void_p,)
+
+def mmapped(size):
+    before = libc.mallinfo2().hblks
+    block = libc.malloc(size)
+    after = libc.mallinfo2().hblks
+    libc.free(block)
+    return after - before
+
+first = mmapped(8 << 20)
+print(first, keep_freed_memory(), mmapped(8 << 20), mmapped(64 << 20))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["1", "True", "0", "1"]  # glibc's default mmaps 8 MB; ours keeps it, not 64
+
+
+def test_a_refused_mmap_threshold_leaves_the_trim_threshold_alone(monkeypatch):
+    """A fixed trim threshold alone would freeze the mmap threshold at 128 KiB: twice the step time."""
+    calls = []
+
+    class Libc:
+        @staticmethod
+        def mallopt(param, value):
+            calls.append(param)
+            return 0  # refused, as a 32-bit glibc refuses a threshold of 32 MB
+
+    monkeypatch.setattr(platform, "system", lambda: "Linux")
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("glibc", "2.36"))
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc)
+    assert memory.keep_freed_memory() is False
+    assert calls == [memory.M_MMAP_THRESHOLD]
+
+
+def test_keep_freed_memory_changes_nothing_off_glibc(monkeypatch):
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("", ""))
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: pytest.fail("mallopt called off glibc"))
+    assert memory.keep_freed_memory() is False
