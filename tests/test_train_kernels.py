@@ -1,4 +1,4 @@
-"""Training's faster paths to the same numbers: the bfloat16 tanh, and glibc malloc's thresholds."""
+"""Training's faster paths to the same numbers: the bfloat16 tanh, stacked members, glibc malloc's thresholds."""
 
 from __future__ import annotations
 
@@ -11,8 +11,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from torch.nn import functional as F  # noqa: E402
+
+from nametool.runtime.schema import ModelConfig  # noqa: E402
+
 from nametool.train import memory  # noqa: E402
-from nametool.train.model import Tanh  # noqa: E402
+from nametool.train.model import Tanh, _Bf16Tanh, build_model  # noqa: E402
 
 
 def every_bfloat16() -> torch.Tensor:
@@ -26,8 +30,9 @@ def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_the_bfloat16_tanh_gives_pytorchs_bits_forward_and_backward(threads):
-    x = every_bfloat16()
-    grad = torch.randn(len(x), generator=torch.Generator().manual_seed(0)).bfloat16()
+    x = every_bfloat16().repeat(5).view(2560, 128)  # two blocks of _Bf16Tanh.BLOCK elements, one partial
+    assert 1 < x.numel() / _Bf16Tanh.BLOCK < 2
+    grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).bfloat16()
     saved = torch.get_num_threads()
     try:
         torch.set_num_threads(threads)
@@ -47,6 +52,8 @@ def test_the_bfloat16_tanh_gives_pytorchs_bits_forward_and_backward(threads):
 def test_tanh_of_float32_is_torchs_and_exports_as_tanh():
     x = torch.linspace(-5, 5, 101)
     assert torch.equal(Tanh()(x), torch.tanh(x))
+    for odd in (torch.tensor(0.5).bfloat16(), torch.zeros(3, 0).bfloat16(), torch.zeros(0, 4).bfloat16()):
+        assert same_bits(Tanh()(odd), torch.tanh(odd)) and Tanh()(odd).shape == odd.shape
     assert isinstance(Tanh(), torch.nn.Tanh)  # what the exporter sees and writes as ONNX Tanh
 
 
@@ -101,3 +108,26 @@ def test_keep_freed_memory_changes_nothing_off_glibc(monkeypatch):
     monkeypatch.setattr(platform, "libc_ver", lambda: ("", ""))
     monkeypatch.setattr(ctypes, "CDLL", lambda name: pytest.fail("mallopt called off glibc"))
     assert memory.keep_freed_memory() is False
+
+
+@pytest.mark.parametrize("fold", [False, True])
+@pytest.mark.parametrize("config", [ModelConfig(10, 32, (48,), members=3),
+                                    ModelConfig(4, 6, (24, 16), norm="layer", members=2)])
+def test_stacked_members_give_each_members_logits_and_gradients(config, fold):
+    """Training runs an ensemble's members as one batched call per layer; the maths is each member's."""
+    torch.manual_seed(1)
+    model = build_model(27, config)
+    model.train()
+    model.fold = fold
+    contexts, targets = torch.randint(0, 27, (64, config.context_size)), torch.randint(0, 27, (64,))
+    found = {}
+    for way, logits in (("stacked", model.member_logits), ("one by one", lambda c: [m(c) for m in model.members])):
+        model.zero_grad()
+        outputs = logits(contexts)
+        sum(F.cross_entropy(out, targets) for out in outputs).backward()
+        found[way] = ([out.detach() for out in outputs], [p.grad.clone() for p in model.parameters()])
+    assert len(found["stacked"][0]) == config.members
+    for a, b in zip(*(found[way][0] + found[way][1] for way in found)):
+        assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
+    model.eval()  # evaluation and export run the members one by one
+    assert all(torch.equal(a, b) for a, b in zip(model.member_logits(contexts), found["one by one"][0]))
