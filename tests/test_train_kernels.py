@@ -110,24 +110,47 @@ def test_keep_freed_memory_changes_nothing_off_glibc(monkeypatch):
     assert memory.keep_freed_memory() is False
 
 
-@pytest.mark.parametrize("fold", [False, True])
 @pytest.mark.parametrize("config", [ModelConfig(10, 32, (48,), members=3),
                                     ModelConfig(4, 6, (24, 16), norm="layer", members=2)])
-def test_stacked_members_give_each_members_logits_and_gradients(config, fold):
-    """Training runs an ensemble's members as one batched call per layer; the maths is each member's."""
+def test_stacked_members_give_each_members_logits_and_gradients(config):
+    """bf16 training runs an ensemble's members as one batched call per layer; the maths is each member's."""
     torch.manual_seed(1)
     model = build_model(27, config)
     model.train()
-    model.fold = fold
     contexts, targets = torch.randint(0, 27, (64, config.context_size)), torch.randint(0, 27, (64,))
     found = {}
-    for way, logits in (("stacked", model.member_logits), ("one by one", lambda c: [m(c) for m in model.members])):
+    for way, logits in (("stacked", lambda c: model._stacked_logits(c).unbind(0)),
+                        ("one by one", lambda c: [m(c) for m in model.members])):
         model.zero_grad()
-        outputs = logits(contexts)
+        outputs = logits(contexts)  # float32 here, to compare the maths closely
         sum(F.cross_entropy(out, targets) for out in outputs).backward()
         found[way] = ([out.detach() for out in outputs], [p.grad.clone() for p in model.parameters()])
     assert len(found["stacked"][0]) == config.members
     for a, b in zip(*(found[way][0] + found[way][1] for way in found)):
         assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
-    model.eval()  # evaluation and export run the members one by one
-    assert all(torch.equal(a, b) for a, b in zip(model.member_logits(contexts), found["one by one"][0]))
+
+
+def test_training_stacks_members_in_bf16_only():
+    torch.manual_seed(1)
+    model = build_model(27, ModelConfig(10, 32, (48,), members=3))
+    contexts = torch.randint(0, 27, (64, 10))
+    calls = []
+    stacked = model._stacked_logits
+    model._stacked_logits = lambda c: calls.append(len(c)) or stacked(c)
+    model.train()
+    one_by_one = [m(contexts) for m in model.members]
+    assert all(torch.equal(a, b) for a, b in zip(model.member_logits(contexts), one_by_one)) and not calls
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = model.member_logits(contexts)
+        expected = [m(contexts) for m in model.members]
+    assert calls == [64]
+    assert all(a.dtype == torch.bfloat16 and torch.allclose(a.float(), b.float(), atol=0.05)
+               for a, b in zip(outputs, expected))
+    model.fold = True  # folded (float32 on CPUs without AMX): member by member
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model.member_logits(contexts)
+    model.fold = False
+    model.eval()  # evaluation and export: member by member
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model.member_logits(contexts)
+    assert calls == [64]

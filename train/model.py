@@ -149,30 +149,27 @@ class NameEnsemble(nn.Module):
         return torch.logsumexp(logprobs, dim=0) - math.log(len(self.members))
 
     def member_logits(self, context: torch.Tensor) -> list[torch.Tensor]:
-        if self.training:
+        if self.training and not self.fold and torch.is_autocast_enabled(context.device.type):
             return list(self._stacked_logits(context).unbind(0))
         return [member(context) for member in self.members]
 
     def _stacked_logits(self, context: torch.Tensor) -> torch.Tensor:
         """Every member's logits from one batched call per layer over the stacked weights: the
-        members' maths in a third of the calls. Whole runs of the default on the 2-core Xeon
-        (bench/train_time.py --against): 19.0 against 20.8 s in bf16, 22.9 against 24.9 s in
-        fp32 folded, the same test loss to four decimals."""
+        members' maths in a third of the calls, used in bf16 training. On the 2-core Xeon (AMX),
+        whole runs of the default took 19.0 against 20.8 s (bench/train_time.py --against), the
+        same test loss to four decimals. Not in float32 on the CPU, where MKL's batched product
+        took 1.3x the time of one product per member for the default's first layer (with AVX-512
+        and under the AVX2 proxy), so stacking lost: 13.1 against 10.8 ms a step plain, and with
+        two folded hidden layers 19.2 against 17.2."""
         members, first = self.members, self.members[0]
         vocab = first.embed.num_embeddings
-        offsets = torch.arange(len(members), device=context.device).view(-1, 1, 1)  # (members, 1, 1)
-        if self.fold:
-            x, done = self._stacked_folded_first_layer(context, offsets), 1
-        else:
-            embed = torch.cat([member.embed.weight for member in members])  # (members * vocab, embed)
-            ids = (context + offsets * vocab).reshape(-1)
-            x, done = embed.index_select(0, ids).view(len(members), len(context), -1), 0
+        offsets = torch.arange(len(members), device=context.device).view(-1, 1) * vocab  # (members, 1)
+        embed = torch.cat([member.embed.weight for member in members])  # (members * vocab, embed)
+        ids = (context.reshape(1, -1) + offsets).reshape(-1)
+        x = embed.index_select(0, ids).view(len(members), len(context), -1)  # (members, batch, context * embed)
         for index, layer in enumerate(first.mlp):
-            if index < done:
-                continue
             if isinstance(layer, (nn.Linear, nn.LayerNorm)):
-                weight = self._stack(f"mlp.{index}.weight")
-                bias = self._stack(f"mlp.{index}.bias").unsqueeze(1)
+                weight, bias = self._stack(f"mlp.{index}.weight"), self._stack(f"mlp.{index}.bias").unsqueeze(1)
             if isinstance(layer, nn.Linear):
                 x = torch.baddbmm(bias, x, weight.transpose(1, 2))  # weight (members, out, in)
             elif isinstance(layer, nn.LayerNorm):
@@ -180,23 +177,6 @@ class NameEnsemble(nn.Module):
             else:  # tanh, dropout: elementwise
                 x = layer(x)
         return x  # (members, batch, vocab)
-
-    def _stacked_folded_first_layer(self, context: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        """``NameMLP._folded_first_layer`` for every member at once: one table of all members'
-        per-position tables, one row sum per window and member."""
-        first = self.members[0]
-        vocab, dim = first.embed.weight.shape
-        size = context.shape[1]
-        blocks = self._stack("mlp.0.weight").view(len(self.members), -1, size, dim)  # (members, hidden, context, embed)
-        tables = torch.einsum("mve,mhce->mcvh", self._stack("embed.weight"), blocks)
-        tables = tables.reshape(-1, blocks.shape[1])  # (members * context * vocab, hidden)
-        ids = (context + torch.arange(size, device=context.device) * vocab + offsets * size * vocab)
-        ids = ids.reshape(-1, size)  # (members * batch, context)
-        if context.device.type == "cpu":  # TableRowSum's backward is exact on the CPU only
-            rows = TableRowSum.apply(ids, tables)
-        else:
-            rows = F.embedding_bag(ids, tables, mode="sum")
-        return rows.view(len(self.members), len(context), -1) + self._stack("mlp.0.bias").unsqueeze(1)
 
     def _stack(self, name: str) -> torch.Tensor:
         """One parameter of every member, stacked: (members, *shape)."""
