@@ -4,6 +4,10 @@
 initial weights on the same batches, and predicts with the mean of their
 next-character distributions (an ensemble): the averaged distribution is the
 model, in training's evaluation, in the exported file and in generation.
+
+Training computes the same maths in faster ways where they measured faster:
+the first layer folded (fp32), the members stacked (bf16) and the bf16 tanh
+through fp32; evaluation and export run the plain, member-by-member form.
 """
 
 from __future__ import annotations
