@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from nametool.runtime.schema import ModelConfig
-from nametool.train.memory import keep_freed_memory
+from nametool.runtime.memory import keep_freed_memory
 from nametool.train.model import build_model
 
 SHAPES = {

@@ -38,7 +38,7 @@ PLAIN = "import nametool.train.training as t; t.fold_pays = lambda *a: False; "
 FOLD_AS_CHOSEN = ""
 # PyTorch's own bfloat16 tanh (before train/model.py's Tanh): the same bits, a slower kernel.
 TORCH_TANH = "import nametool.train.model as m; m.Tanh = m.nn.Tanh; "
-# glibc's malloc as it comes (before train/memory.py): every step's buffers go back to the system.
+# glibc's malloc as it comes (before runtime/memory.py): every step's buffers go back to the system.
 MALLOC_AS_IS = "import nametool.train.training as t; t.keep_freed_memory = lambda: False; "
 NEW_DEFAULT = ["--members", "3", "--hidden", "384", "--steps", "3000"]  # the default since 2026-11-29, spelled out
 OLD_DEFAULT = ["--members", "2", "--hidden", "512", "--steps", "2500"]  # the default until 2026-11-29

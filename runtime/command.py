@@ -21,6 +21,10 @@ def generate_names(options: dict, *, model_path: str | None, threads: int | None
     if threads is None and not large:
         threads = 1  # a second thread pays off only on large batches; starting it costs ~20 ms
     model = NameModel.load(model_path, threads=threads, engine=engine, large=large)
+    if large and model.engine == "numpy":  # its buffers of thousands of rows reused (runtime/memory.py)
+        from nametool.runtime.memory import keep_freed_memory
+
+        keep_freed_memory()  # onnxruntime keeps its own arena: no change measured there
     request, seed, fmt = request_from(options)
     chunks = iter_names(model.logits, model.meta, request, make_rng(seed))
     write_name_chunks(chunks, fmt, model.score)

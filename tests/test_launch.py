@@ -89,3 +89,18 @@ def test_an_error_with_control_characters_reads_as_click_has_it():
     assert quick.returncode == through_click.returncode == 1
     assert quick.stderr.splitlines()[:-1] == through_click.stderr.splitlines()[:-1]
     assert "\x1b" not in quick.stderr and "red: no such model file" in quick.stderr
+
+
+@pytest.mark.parametrize("count, engine, kept", [(2048, "numpy", True), (2047, "numpy", False),
+                                                 (4096, "onnxruntime", False)])
+def test_generate_keeps_freed_memory_for_thousands_of_names_on_numpy(monkeypatch, count, engine, kept):
+    """glibc's thresholds (runtime/memory.py) are set where measured to pay, and small requests skip it."""
+    from nametool.runtime import command, memory
+
+    calls = []
+    monkeypatch.setattr(memory, "keep_freed_memory", lambda: calls.append(True) or True)
+    options = {key: value for key, value in GENERATE_DEFAULTS.items()
+               if key not in ("model_path", "threads", "engine")}
+    command.generate_names({**options, "count": count, "seed": 0}, model_path="lecture", threads=None,
+                           engine=engine)
+    assert calls == ([True] if kept else [])

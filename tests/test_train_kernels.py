@@ -15,7 +15,7 @@ from torch.nn import functional as F  # noqa: E402
 
 from nametool.runtime.schema import ModelConfig  # noqa: E402
 
-from nametool.train import memory  # noqa: E402
+from nametool.runtime import memory  # noqa: E402
 from nametool.train.model import Tanh, _Bf16Tanh, build_model  # noqa: E402
 
 
@@ -62,7 +62,7 @@ def test_keep_freed_memory_serves_step_sized_buffers_from_the_heap():
     # In a child process: the settings last for the process. mallinfo2 counts blocks served by mmap.
     code = """
 import ctypes
-from nametool.train.memory import keep_freed_memory
+from nametool.runtime.memory import keep_freed_memory
 
 class Info(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in
