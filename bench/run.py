@@ -33,6 +33,7 @@ from torch.nn import functional as F
 from nametool.export.onnx_export import export_onnx
 from nametool.runtime import NameModel
 from nametool.runtime import generation
+from nametool.runtime.memory import keep_freed_memory
 from nametool.runtime.model import bundled_models
 from nametool.train.checkpoint import load_checkpoint
 from nametool.train.config import DEFAULT_CONFIG, LECTURE_CONFIG, TrainConfig
@@ -388,6 +389,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections: {','.join(SECTIONS)}")
     args = parser.parse_args()
+    keep_freed_memory()  # as nametool train and large numpy-engine generates do (runtime/memory.py)
     only = set(args.only.split(","))
     if args.skip_install:
         only.discard("install")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from nametool.export.onnx_export import export_onnx
 from nametool.runtime import NameModel
+from nametool.runtime.memory import keep_freed_memory
 from nametool.runtime.schema import ModelConfig
 from nametool.train.config import TrainConfig
 from nametool.train.config import DEFAULT_MAX_LEN, DEFAULT_MIN_LEN
@@ -87,6 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=None, help="comma-separated row numbers (1-based)")
     args = parser.parse_args()
+    keep_freed_memory()  # as nametool train does, so the time column is the command's
     rows = [int(i) for i in args.only.split(",")] if args.only else range(1, len(CONFIGS) + 1)
     names = load_names(min_len=DEFAULT_MIN_LEN, max_len=DEFAULT_MAX_LEN)
     print("| # | configuration | context | embed | hidden | norm | dropout | members | batch | steps | precision | "

@@ -11,10 +11,10 @@ AVX-512/AMX machine: ``ATEN_CPU_CAPABILITY=avx2`` (PyTorch's own kernels),
 ``ONEDNN_MAX_CPU_ISA=AVX2`` (oneDNN: no AMX, no AVX-512 bf16). It is a proxy for the 2-core
 AMD EPYC of issue #16: the same instruction set, not its clock, caches or memory.
 
-``--against REV`` also runs every configuration with the code of git revision ``REV`` (a
-worktree in a temporary folder, put first on ``PYTHONPATH``), interleaved with the current
-code: "as fast as before" measured side by side. The configurations' flags must exist there;
-a prelude that patches a name the old code lacks fails the run.
+``--against REV`` also runs every configuration with the code of git revision ``REV``
+(``git archive`` into a temporary folder, put first on ``PYTHONPATH``), interleaved with the
+current code: "as fast as before" measured side by side. The configurations' flags must
+exist there; a prelude that patches a name the old code lacks fails the run (its ``assert``).
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ from bench.machine import cpu_line  # noqa: E402
 
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 # The first layer plain (the lecture's form) even where training.fold_pays would fold it.
-PLAIN = "import nametool.train.training as t; t.fold_pays = lambda *a: False; "
+PLAIN = "import nametool.train.training as t; assert t.fold_pays; t.fold_pays = lambda *a: False; "
 FOLD_AS_CHOSEN = ""
 # PyTorch's own bfloat16 tanh (before train/model.py's Tanh): the same bits, a slower kernel.
-TORCH_TANH = "import nametool.train.model as m; m.Tanh = m.nn.Tanh; "
+TORCH_TANH = "import nametool.train.model as m; assert m.FastTanh; m.FastTanh = m.nn.Tanh; "
 # glibc's malloc as it comes (before runtime/memory.py): every step's buffers go back to the system.
-MALLOC_AS_IS = "import nametool.train.training as t; t.keep_freed_memory = lambda: False; "
+MALLOC_AS_IS = "import nametool.runtime.memory as m; assert m.keep_freed_memory; m.keep_freed_memory = lambda: False; "
 NEW_DEFAULT = ["--members", "3", "--hidden", "384", "--steps", "3000"]  # the default since 2026-11-29, spelled out
 OLD_DEFAULT = ["--members", "2", "--hidden", "512", "--steps", "2500"]  # the default until 2026-11-29
 CONFIGS = {  # name: (description, prelude, arguments)
@@ -62,17 +62,21 @@ CONFIGS = {  # name: (description, prelude, arguments)
 def code_tree(rev: str, folder: Path) -> Path:
     """The package folders of ``rev`` as an importable ``nametool`` namespace under ``folder``."""
     root = Path(__file__).resolve().parents[1]
-    subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", "-f", str(folder / "tree"), rev],
-                   check=True, capture_output=True)
+    tree = folder / "tree"
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", rev], capture_output=True)
+    if archive.returncode:
+        sys.exit(f"--against {rev}: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
     (folder / "path" / "nametool").mkdir(parents=True)
-    for package in ("runtime", "train", "export", "models"):
-        (folder / "path" / "nametool" / package).symlink_to(folder / "tree" / package)
+    for package in ("runtime", "train", "export", "models", "web"):  # every package the install maps
+        if (tree / package).is_dir():  # else nametool.<package> would come from the current install
+            (folder / "path" / "nametool" / package).symlink_to(tree / package)
+    found = subprocess.run([sys.executable, "-c", "import nametool.train; print(nametool.train.__file__)"],
+                           env={**os.environ, "PYTHONPATH": str(folder / "path")}, capture_output=True, text=True)
+    if not found.stdout.startswith(str(folder)):
+        sys.exit(f"--against {rev}: nametool.train came from {found.stdout.strip() or found.stderr[-300:]}")
     return folder / "path"
-
-
-def remove_tree(folder: Path) -> None:
-    root = Path(__file__).resolve().parents[1]
-    subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(folder / "tree")], check=False)
 
 
 def run(prelude: str, args: list[str], env: dict[str, str], out: str) -> tuple[float, float]:
@@ -98,19 +102,15 @@ def main() -> None:
     codes = {"": env}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            if args.against:
-                old_path = code_tree(args.against, Path(tmp) / "old")
-                codes[f" ({args.against}'s code)"] = {**env, "PYTHONPATH": str(old_path)}
-            for _ in range(args.rounds):
-                for name in chosen:
-                    for label, child_env in codes.items():
-                        _, prelude, extra = CONFIGS[name]
-                        found = run(prelude, extra, child_env, f"{tmp}/model.pt")
-                        results.setdefault((name, label), []).append(found)
-        finally:
-            if args.against:
-                remove_tree(Path(tmp) / "old")
+        if args.against:
+            old_path = code_tree(args.against, Path(tmp) / "old")
+            codes[f" ({args.against}'s code)"] = {**env, "PYTHONPATH": str(old_path)}
+        for _ in range(args.rounds):
+            for name in chosen:
+                for label, child_env in codes.items():
+                    _, prelude, extra = CONFIGS[name]
+                    found = run(prelude, extra, child_env, f"{tmp}/model.pt")
+                    results.setdefault((name, label), []).append(found)
     print(f"{cpu_line()}; instructions: {args.isa}; {args.rounds} rounds, median\n")
     print("| configuration | train s (median) | all runs | test |\n|---|---|---|---|")
     for (name, label), runs in results.items():

@@ -22,21 +22,27 @@ Windows, musl, Pyodide) nothing changes.
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
 MMAP_THRESHOLD = 32 << 20  # glibc's own ceiling for its sliding threshold on 64-bit systems
-TRIM_THRESHOLD = 256 << 20
+TRIM_THRESHOLD = 256 << 20  # well above a training step's or a 4,096-row call's working set
+USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
 
 
 def keep_freed_memory() -> bool:
-    """Set glibc's thresholds for this process; False (nothing changed) off glibc or where refused.
+    """Set glibc's thresholds for this process; False (nothing changed) off glibc, where refused, or
+    where the environment already sets malloc's tunables. For the rest of the process: the
+    ``nametool train`` and ``nametool-run generate`` commands call it, the library functions do not.
 
     The mmap threshold goes first: a fixed trim threshold alone also freezes the mmap threshold
     at 128 KiB, which sends every step's buffers to ``mmap`` (twice the step time, measured).
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False  # musl and others have no mallopt, or another meaning for it
+    if any(name in os.environ for name in USER_SETTINGS):
+        return False  # the user's own malloc settings win
     mallopt = ctypes.CDLL(None).mallopt
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from nametool.runtime.cli import main as run_main
+from nametool.runtime.command import MANY_NAMES
 from nametool.runtime.launch import GENERATE_DEFAULTS, quick_options
 
 QUICK = [
@@ -91,8 +92,8 @@ def test_an_error_with_control_characters_reads_as_click_has_it():
     assert "\x1b" not in quick.stderr and "red: no such model file" in quick.stderr
 
 
-@pytest.mark.parametrize("count, engine, kept", [(2048, "numpy", True), (2047, "numpy", False),
-                                                 (4096, "onnxruntime", False)])
+@pytest.mark.parametrize("count, engine, kept", [(MANY_NAMES, "numpy", True), (MANY_NAMES - 1, "numpy", False),
+                                                 (MANY_NAMES, "onnxruntime", False)])
 def test_generate_keeps_freed_memory_for_thousands_of_names_on_numpy(monkeypatch, count, engine, kept):
     """glibc's thresholds (runtime/memory.py) are set where measured to pay, and small requests skip it."""
     from nametool.runtime import command, memory

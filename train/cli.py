@@ -123,10 +123,12 @@ def train(data, min_len, max_len, end_token, out, force, resume, time_budget, **
     to continue with --resume.
     """
     require_torch()
+    from nametool.runtime.memory import keep_freed_memory
     from nametool.train.data import load_names
     from nametool.train.training import run_training
 
     _check_device(settings["device"])
+    keep_freed_memory()  # each step's buffers reused by the next (runtime/memory.py)
     if resume:
         _resume(Path(resume))
         return

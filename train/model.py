@@ -61,12 +61,11 @@ class _Bf16Tanh(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, x.shape[-1])
-        y = torch.empty_like(flat)
-        rows = max(1, _Bf16Tanh.BLOCK // max(1, flat.shape[1]))
-        for part, out in zip(flat.split(rows), y.split(rows)):
+        y = torch.empty(x.shape, dtype=x.dtype, device=x.device)  # the result itself, not a view of one
+        width = x.shape[-1]
+        rows = max(1, _Bf16Tanh.BLOCK // max(1, width))
+        for part, out in zip(x.reshape(-1, width).split(rows), y.view(-1, width).split(rows)):
             out.copy_(torch.tanh_(part.float()))
-        y = y.view(x.shape)
         ctx.save_for_backward(y)
         return y
 
@@ -76,8 +75,9 @@ class _Bf16Tanh(torch.autograd.Function):
         return torch.ops.aten.tanh_backward(grad, y)
 
 
-class Tanh(nn.Tanh):
-    """``nn.Tanh`` (the export traces it as ONNX Tanh), with bfloat16 inputs on the CPU taking ``_Bf16Tanh``."""
+class FastTanh(nn.Tanh):
+    """``nn.Tanh`` (the export traces it as ONNX Tanh), with bfloat16 inputs on the CPU taking ``_Bf16Tanh``:
+    the same bits, faster."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.bfloat16 and x.device.type == "cpu" and x.dim() > 0 and x.numel() > 0:
@@ -97,7 +97,7 @@ class NameMLP(nn.Module):
             layers.append(nn.Linear(width, size))
             if config.norm == "layer":
                 layers.append(nn.LayerNorm(size))
-            layers += [Tanh(), nn.Dropout(dropout)]  # always present, so weight names never depend on it
+            layers += [FastTanh(), nn.Dropout(dropout)]  # always present, so weight names never depend on it
             width = size
         layers.append(nn.Linear(width, vocab_size))
         self.mlp = nn.Sequential(*layers)
@@ -153,18 +153,20 @@ class NameEnsemble(nn.Module):
         return torch.logsumexp(logprobs, dim=0) - math.log(len(self.members))
 
     def member_logits(self, context: torch.Tensor) -> list[torch.Tensor]:
-        if self.training and not self.fold and torch.is_autocast_enabled(context.device.type):
+        if self.training and not self.fold and context.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             return list(self._stacked_logits(context).unbind(0))
         return [member(context) for member in self.members]
 
     def _stacked_logits(self, context: torch.Tensor) -> torch.Tensor:
-        """Every member's logits from one batched call per layer over the stacked weights: the
-        members' maths in a third of the calls, used in bf16 training. On the 2-core Xeon (AMX),
-        whole runs of the default took 19.0 against 20.8 s (bench/train_time.py --against), the
-        same test loss to four decimals. Not in float32 on the CPU, where MKL's batched product
-        took 1.3x the time of one product per member for the default's first layer (with AVX-512
-        and under the AVX2 proxy), so stacking lost: 13.1 against 10.8 ms a step plain, and with
-        two folded hidden layers 19.2 against 17.2."""
+        """Every member's logits from one batched call per layer over the stacked weights instead of
+        one call per member: the members' maths, used in bf16 training on the CPU (bf16 rounds a
+        LayerNorm's affine step separately here; with dropout, the members' masks are one draw).
+        On the 2-core Xeon (AMX), whole runs of the default took 19.0 against 20.8 s
+        (bench/train_time.py --against), the same test loss to four decimals. Not in float32,
+        where MKL's batched product took 1.3x the time of one product per member for the
+        default's first layer (with AVX-512 and under the AVX2 proxy), so stacking lost: 13.1
+        against 10.8 ms a step plain, and with two folded hidden layers 19.2 against 17.2. Not on
+        CUDA: ``index_select``'s backward adds there with atomics, in no set order."""
         members, first = self.members, self.members[0]
         vocab = first.embed.num_embeddings
         offsets = torch.arange(len(members), device=context.device).view(-1, 1) * vocab  # (members, 1)
@@ -177,9 +179,12 @@ class NameEnsemble(nn.Module):
             if isinstance(layer, nn.Linear):
                 x = torch.baddbmm(bias, x, weight.transpose(1, 2))  # weight (members, out, in)
             elif isinstance(layer, nn.LayerNorm):
-                x = torch.addcmul(bias, F.layer_norm(x, layer.normalized_shape, eps=layer.eps), weight.unsqueeze(1))
-            else:  # tanh, dropout: elementwise
+                normed = F.layer_norm(x, layer.normalized_shape, eps=layer.eps)
+                x = torch.addcmul(bias.to(normed.dtype), normed, weight.unsqueeze(1).to(normed.dtype))
+            elif isinstance(layer, (nn.Tanh, nn.Dropout)):  # no weights: one module serves every member
                 x = layer(x)
+            else:
+                raise TypeError(f"stacked members: no rule for {type(layer).__name__}")
         return x  # (members, batch, vocab)
 
     def _stack(self, name: str) -> torch.Tensor:

@@ -32,7 +32,6 @@ from nametool.train.checkpoint import Checkpoint, LoopState, load_checkpoint, sa
 from nametool.train.config import TrainConfig
 from nametool.train.data import NameSet, build_vocab, data_notice, split_names
 from nametool.train.distill import distill_loss, file_sha256, teacher_probs
-from nametool.runtime.memory import keep_freed_memory
 from nametool.train.model import CharModel, build_model
 
 Progress = Callable[[int, float, float | None], None]  # (step, train loss, val loss or None)
@@ -96,7 +95,6 @@ def resume_training(
 
 
 def _run(ckpt: Checkpoint, out: Path, progress, should_stop) -> TrainResult:
-    keep_freed_memory()  # the steps reuse their buffers (runtime/memory.py)
     device = ckpt.train_config.device
     model = ckpt.model.to(device)
     # what "auto" means here, recorded in every save (a resumed run keeps what it started with)
@@ -179,7 +177,6 @@ def measure_step_seconds(names: NameSet, config: ModelConfig, train_config: Trai
     """
     import io
 
-    keep_freed_memory()  # as the run will (runtime/memory.py)
     vocab = build_vocab(names.names, end_token)
     train_names, val_names, _ = split_names(names.names, train_config.seed)
     windows = _windows({"train": train_names, "val": val_names}, vocab, config.context_size, train_config.device)
