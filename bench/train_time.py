@@ -36,7 +36,7 @@ AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "O
 # The first layer plain (the lecture's form) even where training.fold_pays would fold it.
 PLAIN = "import nametool.train.training as t; assert t.fold_pays; t.fold_pays = lambda *a: False; "
 FOLD_AS_CHOSEN = ""
-# PyTorch's own bfloat16 tanh (before train/model.py's Tanh): the same bits, a slower kernel.
+# PyTorch's own bfloat16 tanh (before train/model.py's FastTanh): the same bits, a slower kernel.
 TORCH_TANH = "import nametool.train.model as m; assert m.FastTanh; m.FastTanh = m.nn.Tanh; "
 # glibc's malloc as it comes (before runtime/memory.py): every step's buffers go back to the system.
 MALLOC_AS_IS = "import nametool.runtime.memory as m; assert m.keep_freed_memory; m.keep_freed_memory = lambda: False; "

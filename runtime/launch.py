@@ -6,8 +6,9 @@ its command tree and its parser are about 10 ms of a 115 ms start (on the 2-core
 AVX-512 and AMX: bench/cold_interleaved.py, docs/benchmarks.md), and a small request is mostly
 start-up. Every other command line, help, ``--version`` and anything this parser is unsure of
 (a repeated option, ``--count=5``, a value starting with ``-``, a count that is not plain
-digits) goes to the click CLI in ``cli.py``, which owns every message about bad usage. Both paths run ``command.generate_names`` with the same options:
-tests/test_launch.py holds ``quick_options`` to what click parses from the same words.
+digits) goes to the click CLI in ``cli.py``, which owns every message about bad usage. Both
+paths run ``command.generate_names`` with the same options: tests/test_launch.py holds
+``quick_options`` to what click parses from the same words.
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ ENGINES = ("auto", "onnxruntime", "numpy")
 # generating 4,096 names at batch 4,096 in calls of 512 rows gave 396,000 names/s on the lecture's
 # file against 355,000 in whole calls (391,000 at 1,024, 369,000 at 2,048), and 48,600 against
 # 41,800 on the default's plain form (medians of 25, interleaved; the same Xeon, not timed on AVX2).
-# numpy runs a plain file folded
-# (numpy_engine._fold_first_layers); its plain entry serves files it cannot fold.
+# numpy runs a plain file folded (numpy_engine._fold_first_layers); its plain entry serves files
+# it cannot fold.
 ROWS_PER_CALL = {("onnxruntime", "folded"): 64, ("onnxruntime", "plain"): 512,
                  ("numpy", "folded"): 256, ("numpy", "plain"): 1 << 30}
 # onnxruntime's float32 Gemm gives a call of one row (or three) other logits than a longer call

@@ -109,7 +109,8 @@ def test_the_cli_distils_and_says_why_it_refuses(tmp_path, teacher):
     bad.write_bytes(b"nothing")
     result = runner.invoke(tool_main, ["train", "--data", str(TINY_NAMES), "--steps", "10", "--teacher", str(bad),
                                        "--out", str(tmp_path / "x.pt")])
-    assert result.exit_code == 1 and result.output.splitlines()[-1].startswith(f"Error: {bad}: not a nametool checkpoint")
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith(f"Error: {bad}: not a nametool checkpoint")
     result = runner.invoke(tool_main, ["train", "--data", str(TINY_NAMES), "--teacher", str(teacher),
                                        "--distill", "1.5"])
     assert result.exit_code == 2

@@ -18,7 +18,8 @@ from nametool.runtime.schema import END_TOKEN, MAX_MEMBERS, NORMS
 from nametool.train import commands
 from nametool.train.commands import RUNS_DIR, require_torch
 from nametool.train.config import (AUTO_PASSES, DEFAULT_CONFIG, DEFAULT_MAX_LEN, DEFAULT_MIN_LEN, MAX_AUTO_STEPS,
-                                    PRECISIONS, TrainConfig, auto_steps)
+                                   PRECISIONS, TrainConfig, auto_steps)
+
 
 class CommandsByName(click.Group):
     """A group that also offers commands of packages it must not import (STYLE: click's lazily

@@ -170,7 +170,7 @@ class NameEnsemble(nn.Module):
         members, first = self.members, self.members[0]
         vocab = first.embed.num_embeddings
         offsets = torch.arange(len(members), device=context.device).view(-1, 1) * vocab  # (members, 1)
-        embed = torch.cat([member.embed.weight for member in members])  # (members * vocab, embed)
+        embed = self._stack("embed.weight").flatten(0, 1)  # (members * vocab, embed)
         ids = (context.reshape(1, -1) + offsets).reshape(-1)
         x = embed.index_select(0, ids).view(len(members), len(context), -1)  # (members, batch, context * embed)
         for index, layer in enumerate(first.mlp):
