@@ -41,7 +41,7 @@ def test_folded_gradients_equal_the_plain_ones(config):
 
 
 def test_the_table_gradient_is_the_in_order_sum_whatever_the_threads():
-    from nametool.train.model import TableRowSum
+    from nametool.train.kernels import TableRowSum
 
     torch.manual_seed(2)
     ids = torch.randint(0, 27, (1024, 10)) + torch.arange(10) * 27  # the default's shape: large enough

@@ -9,7 +9,8 @@ torch = pytest.importorskip("torch")
 from torch.nn import functional as F  # noqa: E402
 
 from nametool.runtime.schema import ModelConfig  # noqa: E402
-from nametool.train.model import FastTanh, _Bf16Tanh, build_model  # noqa: E402
+from nametool.train.kernels import BLOCK, FastTanh, _Bf16Tanh  # noqa: E402
+from nametool.train.model import build_model  # noqa: E402
 
 
 def every_bfloat16() -> torch.Tensor:
@@ -23,8 +24,8 @@ def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_the_bfloat16_tanh_gives_pytorchs_bits_forward_and_backward(threads):
-    x = every_bfloat16().repeat(5).view(2560, 128)  # two blocks of _Bf16Tanh.BLOCK elements, one partial
-    assert 1 < x.numel() / _Bf16Tanh.BLOCK < 2
+    x = every_bfloat16().repeat(5).view(2560, 128)  # two blocks of BLOCK elements, one partial
+    assert 1 < x.numel() / BLOCK < 2
     grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).bfloat16()
     saved = torch.get_num_threads()
     try:
@@ -79,29 +80,68 @@ def test_stacked_members_give_each_members_logits_and_gradients(config):
 
 
 def test_training_stacks_members_in_bf16_only():
+    """bf16 training: members of Linear and Tanh layers take the fused stack, others the autocast stack;
+    float32, folded and evaluation run member by member."""
     torch.manual_seed(1)
-    model = build_model(27, ModelConfig(10, 32, (48,), members=3))
+    plain = build_model(27, ModelConfig(10, 32, (48,), members=3))
+    normed = build_model(27, ModelConfig(10, 32, (48,), norm="layer", members=3))
+    dropped = build_model(27, ModelConfig(10, 32, (48,), members=3), dropout=0.1)
     contexts = torch.randint(0, 27, (64, 10))
     calls = []
-    stacked = model._stacked_logits
-    model._stacked_logits = lambda c: calls.append(len(c)) or stacked(c)
-    model.train()
-    one_by_one = [m(contexts) for m in model.members]
-    assert all(torch.equal(a, b) for a, b in zip(model.member_logits(contexts), one_by_one)) and not calls
+    for model in (plain, normed, dropped):
+        for way in ("_stacked_logits", "_fused_logits"):
+            original = getattr(model, way)
+            setattr(model, way, lambda c, way=way, original=original, model=model:
+                    calls.append((model, way)) or original(c))
+        model.train()
+    one_by_one = [m(contexts) for m in plain.members]
+    assert all(torch.equal(a, b) for a, b in zip(plain.member_logits(contexts), one_by_one)) and not calls
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        outputs = model.member_logits(contexts)
-        expected = [m(contexts) for m in model.members]
-    assert calls == [64]
+        outputs = plain.member_logits(contexts)
+        expected = [m(contexts) for m in plain.members]
+        normed.member_logits(contexts)
+        dropped.member_logits(contexts)
+    assert calls == [(plain, "_fused_logits"), (normed, "_stacked_logits"), (dropped, "_stacked_logits")]
     assert all(a.dtype == torch.bfloat16 and torch.allclose(a.float(), b.float(), atol=0.05)
                for a, b in zip(outputs, expected))
-    model.fold = True  # folded (float32 on CPUs without AMX): member by member
+    plain.fold = True  # folded (float32 on CPUs without AMX): member by member
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        model.member_logits(contexts)
-    model.fold = False
-    model.eval()  # evaluation and export: member by member
+        plain.member_logits(contexts)
+    plain.fold = False
+    plain.eval()  # evaluation and export: member by member
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        model.member_logits(contexts)
-    assert calls == [64]
+        plain.member_logits(contexts)
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("config", [ModelConfig(10, 32, (48,), members=3), ModelConfig(4, 6, (24, 16), members=2)])
+def test_the_fused_stack_computes_the_autocast_stacks_numbers(config):
+    """StackedTanhMLP against the autocast form it replaces: the same bf16 operations, so the same logits to
+    the bit; the weights' gradients come from products in another layout (the same sums, perhaps in
+    another order: one bf16 rounding apart at most), and five AdamW steps stay together."""
+    contexts, targets = torch.randint(0, 27, (5, 256, config.context_size)), torch.randint(0, 27, (5, 256))
+    models, found = {}, {}
+    for way in ("_fused_logits", "_stacked_logits"):
+        torch.manual_seed(3)
+        model = models[way] = build_model(27, config)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+        for step in range(5):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = getattr(model, way)(contexts[step])
+            loss = sum(F.cross_entropy(out.float(), targets[step]) for out in logits.unbind(0))
+            optimizer.zero_grad()
+            loss.backward()
+            if step == 0:
+                found[way] = (logits.detach(), [p.grad.clone() for p in model.parameters()])
+            optimizer.step()
+    (fused, fused_grads), (stacked, stacked_grads) = found["_fused_logits"], found["_stacked_logits"]
+    assert fused.dtype == torch.bfloat16 and fused.shape == (config.members, 256, 27)
+    assert same_bits(fused, stacked)
+    assert all(a.dtype == torch.float32 and a.shape == b.shape for a, b in zip(fused_grads, stacked_grads))
+    for a, b in zip(fused_grads, stacked_grads):
+        assert torch.allclose(a, b, rtol=2 ** -7, atol=1e-6), (a - b).abs().max()
+    for a, b in zip(*(models[way].parameters() for way in models)):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-5), (a - b).abs().max()
 
 
 def test_stacked_members_in_bf16_keep_the_member_paths_dtypes_and_gradients():

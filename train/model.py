@@ -19,70 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from nametool.runtime.schema import ModelConfig
-
-
-class TableRowSum(torch.autograd.Function):
-    """``embedding_bag(ids, tables, mode="sum")`` with a faster backward: the tables' gradient is
-    added up by ``index_add_``, one call per context position, in float32.
-
-    PyTorch's own backward of ``embedding_bag`` sorts the ids first: 1.16 ms of a member's
-    fp32 step at the default's shape (batch 1,024, ten positions, 384 wide), where these ten
-    ``index_add_`` calls take 0.44 ms (the 2-core Xeon with AVX-512; under an AVX2-only proxy the
-    folded step gains more, bench/train_fold.py). ``index_add_`` adds in the order of the
-    ids on the CPU, whatever the thread count, so runs and resumes stay bit-exact (on CUDA it adds
-    with atomics in no set order: used on the CPU only).
-    """
-
-    @staticmethod
-    def forward(ctx, ids: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(ids)
-        ctx.table_shape, ctx.table_dtype = tables.shape, tables.dtype
-        return F.embedding_bag(ids, tables, mode="sum")
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (ids,) = ctx.saved_tensors
-        grad_tables = torch.zeros(ctx.table_shape, dtype=torch.float32, device=grad.device)
-        grad = grad.float()
-        for position in range(ids.shape[1]):
-            grad_tables.index_add_(0, ids[:, position], grad)
-        return None, grad_tables.to(ctx.table_dtype)
-
-
-class _Bf16Tanh(torch.autograd.Function):
-    """``tanh`` of a bfloat16 tensor, computed in float32 and rounded: the same bits as PyTorch's bfloat16
-    ``tanh`` (tested), which is 2.5x slower on the CPU than the float32 kernel plus both casts (1024 x 384
-    elements: 295 against 118 us on the 2-core Xeon with AVX-512, 417 against 337 us under the AVX2-only
-    proxy). In blocks of ``BLOCK`` elements, whose float32 copy stays in the core's cache: the
-    default's three stacked members took 348 us so against 497 in one piece (1,001 against 1,148
-    under the proxy). The backward is PyTorch's own, from the rounded result."""
-
-    BLOCK = 1 << 18
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        y = torch.empty(x.shape, dtype=x.dtype, device=x.device)  # the result itself, not a view of one
-        width = x.shape[-1]
-        rows = max(1, _Bf16Tanh.BLOCK // max(1, width))
-        for part, out in zip(x.reshape(-1, width).split(rows), y.view(-1, width).split(rows)):
-            out.copy_(torch.tanh_(part.float()))
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (y,) = ctx.saved_tensors
-        return torch.ops.aten.tanh_backward(grad, y)
-
-
-class FastTanh(nn.Tanh):
-    """``nn.Tanh`` (the export traces it as ONNX Tanh), with bfloat16 inputs on the CPU taking ``_Bf16Tanh``:
-    the same bits, faster."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.bfloat16 and x.device.type == "cpu" and x.dim() > 0 and x.numel() > 0:
-            return _Bf16Tanh.apply(x)
-        return torch.tanh(x)
+from nametool.train.kernels import FastTanh, StackedTanhMLP, TableRowSum
 
 
 class NameMLP(nn.Module):
@@ -154,8 +91,18 @@ class NameEnsemble(nn.Module):
 
     def member_logits(self, context: torch.Tensor) -> list[torch.Tensor]:
         if self.training and not self.fold and context.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            if _tanh_only(self.members[0]) and torch.get_autocast_dtype("cpu") == torch.bfloat16:
+                return list(self._fused_logits(context).unbind(0))
             return list(self._stacked_logits(context).unbind(0))
         return [member(context) for member in self.members]
+
+    def _fused_logits(self, context: torch.Tensor) -> torch.Tensor:
+        """``_stacked_logits`` for members of Linear and Tanh layers, forward and backward written out
+        (``StackedTanhMLP``): the default's bf16 step 1.19x as fast."""
+        vocab = self.members[0].embed.num_embeddings
+        offsets = torch.arange(len(self.members), device=context.device).view(-1, 1, 1) * vocab
+        params = [p for member in self.members for p in member.parameters()]  # embedding, then each Linear's
+        return StackedTanhMLP.apply(context.unsqueeze(0) + offsets, *params)  # (members, batch, vocab)
 
     def _stacked_logits(self, context: torch.Tensor) -> torch.Tensor:
         """Every member's logits from one batched call per layer over the stacked weights instead of
@@ -206,6 +153,12 @@ class NameEnsemble(nn.Module):
     def embedding(self) -> torch.Tensor:
         """The first member's (each member learns its own)."""
         return self.members[0].embed.weight
+
+
+def _tanh_only(member: NameMLP) -> bool:
+    """Whether the member is Linear and Tanh layers only (dropout off), the layers ``StackedTanhMLP`` knows."""
+    return all(isinstance(layer, (nn.Linear, nn.Tanh)) or (isinstance(layer, nn.Dropout) and layer.p == 0)
+               for layer in member.mlp)
 
 
 CharModel = NameMLP | NameEnsemble
