@@ -69,9 +69,9 @@ class NameMLP(nn.Module):
             rows = F.embedding_bag(ids, tables, mode="sum")
         return rows + first.bias
 
-    def member_logits(self, context: torch.Tensor) -> list[torch.Tensor]:
-        """What training fits: each member's own logits."""
-        return [self(context)]
+    def member_logits(self, context: torch.Tensor) -> torch.Tensor:
+        """What training fits: each member's own logits, (members, batch, vocab)."""
+        return self(context).unsqueeze(0)
 
     @property
     def embedding(self) -> torch.Tensor:
@@ -89,12 +89,12 @@ class NameEnsemble(nn.Module):
         logprobs = torch.stack([F.log_softmax(member(context), dim=-1) for member in self.members])
         return torch.logsumexp(logprobs, dim=0) - math.log(len(self.members))
 
-    def member_logits(self, context: torch.Tensor) -> list[torch.Tensor]:
+    def member_logits(self, context: torch.Tensor) -> torch.Tensor:
         if self.training and not self.fold and context.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             if _tanh_only(self.members[0]) and torch.get_autocast_dtype("cpu") == torch.bfloat16:
-                return list(self._fused_logits(context).unbind(0))
-            return list(self._stacked_logits(context).unbind(0))
-        return [member(context) for member in self.members]
+                return self._fused_logits(context)
+            return self._stacked_logits(context)
+        return torch.stack([member(context) for member in self.members])
 
     def _fused_logits(self, context: torch.Tensor) -> torch.Tensor:
         """``_stacked_logits`` for members of Linear and Tanh layers, forward and backward written out
