@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 from torch.nn import functional as F  # noqa: E402
 
 from nametool.runtime.schema import ModelConfig  # noqa: E402
-from nametool.train.kernels import BLOCK, FastTanh, _Bf16Tanh  # noqa: E402
+from nametool.train.kernels import BLOCK, FastTanh, _Bf16Tanh, adamw_step  # noqa: E402
 from nametool.train.model import build_model  # noqa: E402
 
 
@@ -165,3 +165,34 @@ def test_stacked_members_in_bf16_keep_the_member_paths_dtypes_and_gradients():
     assert dtypes["stacked"] == dtypes["one by one"] == {torch.bfloat16}
     # bf16 rounds the two paths differently: 3e-4 at most, measured, against gradients of 7e-3 on average
     assert torch.allclose(grads["stacked"], grads["one by one"], rtol=0.02, atol=1e-3)
+
+
+def _adamw_runs(step, **options):
+    """Parameters and optimizer state after six AdamW steps taken by ``step``, the optimizer rebuilt
+    from its state dict after the third (as --resume does)."""
+    torch.manual_seed(4)
+    model = build_model(27, ModelConfig(4, 6, (24,), members=2))
+    contexts, targets = torch.randint(0, 27, (6, 64, 4)), torch.randint(0, 27, (6, 64))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.1, **options)
+    for index in range(6):
+        if index == 3:
+            saved = optimizer.state_dict()
+            optimizer = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.1, **options)
+            optimizer.load_state_dict(saved)
+        optimizer.param_groups[0]["lr"] = 0.01 * (index + 1)
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model.member_logits(contexts[index]).flatten(0, 1), targets[index].repeat(2)).backward()
+        step(optimizer)
+    state = [value for p in model.parameters() for value in optimizer.state[p].values()]
+    return list(model.parameters()) + state
+
+
+@pytest.mark.parametrize("options", [{"fused": True}, {"fused": False}, {"fused": True, "amsgrad": True}])
+def test_the_lean_adamw_step_gives_the_optimizers_own_numbers(options, monkeypatch):
+    expected = _adamw_runs(torch.optim.AdamW.step, **options)
+    step, fallbacks = torch.optim.AdamW.step, []
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda self: fallbacks.append(1) or step(self))
+    found = _adamw_runs(adamw_step, **options)
+    assert len(found) == len(expected) and all(torch.equal(a, b) for a, b in zip(found, expected))
+    # fused: only the first step creates state through optimizer.step (a loaded state counts as state)
+    assert len(fallbacks) == (1 if options == {"fused": True} else 6)

@@ -144,3 +144,28 @@ def _stack_bf16(params: tuple[torch.Tensor, ...]) -> torch.Tensor:
     for slot, param in zip(out, params):
         slot.copy_(param.detach())
     return out
+
+
+def adamw_step(optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.step()`` of a fused AdamW on the CPU whose state exists: the same kernel call
+    (``torch._fused_adamw_``, the same numbers, tested) without the Python that regroups and checks
+    the tensors at every step: 0.17 against 0.27 ms for the default's 15 parameters on the 2-core
+    Xeon. Any other optimizer or setting, and the first step (which creates the state), go
+    through ``optimizer.step()``."""
+    kernel = getattr(torch, "_fused_adamw_", None)  # private in torch 2.x: may vanish
+    group = optimizer.param_groups[0]
+    params = group["params"]
+    states = [optimizer.state.get(p) for p in params]
+    plain = (isinstance(optimizer, torch.optim.AdamW) and len(optimizer.param_groups) == 1 and group["fused"]
+             and group["decoupled_weight_decay"] and not isinstance(group["lr"], torch.Tensor)
+             and not any(group[flag] for flag in ("amsgrad", "maximize", "capturable", "differentiable")))
+    if (kernel is None or not plain or not all(states)
+            or any(p.grad is None or p.device.type != "cpu" or p.dtype != torch.float32 for p in params)):
+        optimizer.step()
+        return
+    steps = [state["step"] for state in states]
+    torch._foreach_add_(steps, 1)
+    beta1, beta2 = group["betas"]
+    kernel(params, [p.grad for p in params], [state["exp_avg"] for state in states],
+           [state["exp_avg_sq"] for state in states], [], steps, amsgrad=False, lr=group["lr"], beta1=beta1,
+           beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)

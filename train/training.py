@@ -32,6 +32,7 @@ from nametool.train.checkpoint import Checkpoint, LoopState, load_checkpoint, sa
 from nametool.train.config import TrainConfig
 from nametool.train.data import NameSet, build_vocab, data_notice, split_names
 from nametool.train.distill import distill_loss, file_sha256, teacher_probs
+from nametool.train.kernels import adamw_step
 from nametool.train.model import CharModel, build_model
 
 Progress = Callable[[int, float, float | None], None]  # (step, train loss, val loss or None)
@@ -319,7 +320,7 @@ def _step(model: CharModel, optimizer, gen: torch.Generator, train: Windows, con
         loss = distill_loss(logits, targets, train.soft[batch].repeat(members, 1), config.distill)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    optimizer.step()
+    adamw_step(optimizer)
     value = loss.item()
     state.smoothed = value if state.smoothed is None else 0.95 * state.smoothed + 0.05 * value
     state.step += 1
