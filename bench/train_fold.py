@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from nametool.runtime.schema import ModelConfig
 from nametool.runtime.memory import keep_freed_memory
+from nametool.train.kernels import adamw_step
 from nametool.train.model import build_model
 
 SHAPES = {
@@ -36,11 +37,11 @@ def step_ms(model, optimizer, contexts, targets, batch: int, steps: int, bf16: b
     for _ in range(steps):
         rows = torch.randint(len(targets), (batch,))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            outputs = model.member_logits(contexts[rows])
-        loss = sum(F.cross_entropy(out.float(), targets[rows]) for out in outputs) / len(outputs)
+            outputs = model.member_logits(contexts[rows])  # (members, batch, vocab)
+        loss = F.cross_entropy(outputs.float().flatten(0, 1), targets[rows].repeat(len(outputs)))  # as training's
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        adamw_step(optimizer)
     return (time.perf_counter() - start) / steps * 1e3
 
 
