@@ -40,7 +40,7 @@ from nametool.train.config import DEFAULT_CONFIG, LECTURE_CONFIG, TrainConfig
 from nametool.train.config import DEFAULT_MAX_LEN, DEFAULT_MIN_LEN
 from nametool.train.data import load_names
 from nametool.runtime.windows import build_windows
-from nametool.train.training import Windows, mean_loss, resolve_precision, train_model
+from nametool.train.training import Windows, mean_loss, resolve_precision, step_macs, train_model
 from nametool.train.model import CharModel, build_model
 from nametool.train.training import run_training
 
@@ -361,7 +361,7 @@ def training(names) -> str:
     start = time.perf_counter()
     outcome = train_model(ours, train, val, config,
                           after_eval=lambda s: evals.append((time.perf_counter() - start, s.history["val_loss"][-1])))
-    precision = resolve_precision(config.precision, "cpu")
+    precision = resolve_precision(config.precision, "cpu", step_macs(ours, config.batch_size))
     rows.append([f"nametool defaults (AdamW, batch {config.batch_size}, cosine, {precision} forward)",
                  outcome.state.seconds, config.steps * config.batch_size, evals])
     torch.manual_seed(42)

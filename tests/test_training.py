@@ -194,15 +194,32 @@ def test_an_ensemble_trains_exports_within_parity_and_says_so(tmp_path):
         result.checkpoint, Request(count=300, **options), seed=4)
 
 
-@pytest.mark.parametrize("asked, device, amx, resolved", [
-    ("fp32", "cpu", True, "fp32"), ("bf16", "cpu", False, "bf16"), ("auto", "cpu", True, "bf16"),
-    ("auto", "cpu", False, "fp32"), ("auto", "cuda", True, "fp32"),
+@pytest.mark.parametrize("asked, device, amx, macs, resolved", [
+    ("fp32", "cpu", True, None, "fp32"), ("bf16", "cpu", False, None, "bf16"), ("auto", "cpu", True, None, "bf16"),
+    ("auto", "cpu", False, None, "fp32"), ("auto", "cuda", True, None, "fp32"),
+    ("auto", "cpu", True, 50_000_000, "bf16"), ("auto", "cpu", True, 49_999_999, "fp32"),
+    ("auto", "cpu", False, 10 ** 9, "fp32"), ("bf16", "cpu", True, 1, "bf16"),
 ])
-def test_precision_auto_takes_bf16_only_on_cpus_with_amx(asked, device, amx, resolved, monkeypatch):
+def test_precision_auto_takes_bf16_only_with_amx_and_large_steps(asked, device, amx, macs, resolved, monkeypatch):
     from nametool.train.training import resolve_precision
 
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
-    assert resolve_precision(asked, device) == resolved
+    assert resolve_precision(asked, device, macs) == resolved
+
+
+def test_auto_precision_weighs_the_models_step(monkeypatch):
+    """With AMX, the default model trains in bf16 and the lecture's in fp32 (faster there)."""
+    from nametool.train.config import DEFAULT_CONFIG, LECTURE_CONFIG
+    from nametool.train.model import build_model
+    from nametool.train.training import _set_precision, step_macs
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    default, lecture = build_model(27, DEFAULT_CONFIG), build_model(27, LECTURE_CONFIG)
+    assert step_macs(default, 1024) == 1024 * 3 * (320 * 384 + 384 * 27)
+    assert step_macs(lecture, 1024) == 1024 * (30 * 200 + 200 * 27)
+    assert _set_precision(default, DEFAULT_CONFIG, TrainConfig(), 27) == "bf16"
+    assert _set_precision(lecture, LECTURE_CONFIG, TrainConfig(), 27) == "fp32"
+    assert _set_precision(lecture, LECTURE_CONFIG, TrainConfig(precision="bf16"), 27) == "bf16"
 
 
 def test_a_run_records_the_precision_it_used(tmp_path, monkeypatch):

@@ -46,8 +46,9 @@ class TrainConfig:
     device: str = "cpu"
     # Of the training forward pass ("bf16": autocast, weights and evaluation stay fp32).
     # "auto" is bf16 on CPUs with AMX bf16 matrix units, where the default trained about
-    # 1.3 times as fast as in fp32 for the same test loss (docs/sweep.md), and fp32
-    # elsewhere; a run records what it resolved to.
+    # 1.5 times as fast as in fp32 for the same test loss (docs/sweep.md), for models large
+    # enough to gain (training.BF16_MIN_MACS), and fp32 elsewhere; a run records what it
+    # resolved to.
     precision: str = "auto"
     time_budget: float | None = None  # seconds asked for with --time-budget; steps were set from it
     # Distillation: a checkpoint trained on the same split whose next-character distributions
