@@ -54,6 +54,11 @@ CONFIGS = {  # name: (description, prelude, arguments)
                      ["--precision", "fp32", *NEW_DEFAULT]),
     "bf16-spelled": ("default, bf16, shape spelled out (for --against)", FOLD_AS_CHOSEN,
                      ["--precision", "bf16", *NEW_DEFAULT]),
+    # One evaluation, at the end: the time is close to 3,000 steps alone ("per step" side by side).
+    "fp32-steps": ("default, fp32, one evaluation (for --against)", FOLD_AS_CHOSEN,
+                   ["--precision", "fp32", *NEW_DEFAULT, "--eval-every", "3000"]),
+    "bf16-steps": ("default, bf16, one evaluation (for --against)", FOLD_AS_CHOSEN,
+                   ["--precision", "bf16", *NEW_DEFAULT, "--eval-every", "3000"]),
     "fp32-malloc": ("default, fp32, malloc as it comes", MALLOC_AS_IS, ["--precision", "fp32"]),
     "bf16-malloc": ("default, bf16, malloc as it comes", MALLOC_AS_IS, ["--precision", "bf16"]),
 }

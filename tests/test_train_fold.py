@@ -128,3 +128,21 @@ def test_measuring_the_step_time_leaves_torchs_random_state_as_it_was():
     per_step, per_eval = training.measure_step_seconds(names, WIDE, replace(CONFIG, dropout=0.2))
     assert per_step > 0 and per_eval > 0
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_evaluation_folds_wide_first_layers_and_gives_the_plain_loss(monkeypatch):
+    from nametool.train.training import Windows, eval_folds, mean_loss
+
+    torch.manual_seed(5)
+    wide, narrow = build_model(27, ModelConfig(8, 8, (32,), members=2)), build_model(27, ModelConfig(3, 10, (20,)))
+    assert eval_folds(wide) and not eval_folds(narrow)  # 64 inputs and 30
+    data = Windows(torch.randint(0, 27, (3000, 8)), torch.randint(0, 27, (3000,)))
+    wide.train()
+    folded = mean_loss(wide, data, chunk=1000)
+    assert wide.training and not wide.fold  # the model's own mode and fold, restored
+    monkeypatch.setattr(training, "eval_folds", lambda model: False)
+    plain = mean_loss(wide, data, chunk=1000)
+    calls = []
+    monkeypatch.setattr(training, "eval_folds", lambda model: calls.append(model) or True)
+    assert mean_loss(wide, data) == pytest.approx(folded, abs=1e-6) and calls == [wide]
+    assert folded == pytest.approx(plain, abs=1e-6) and folded != plain  # the same loss, by other sums
