@@ -118,13 +118,17 @@ def test_training_stacks_members_in_bf16_only():
 def test_the_fused_stack_computes_the_autocast_stacks_numbers(config):
     """StackedTanhMLP against the autocast form it replaces: the same bf16 operations, so the same logits to
     the bit; the weights' gradients come from products in another layout (the same sums, perhaps in
-    another order: one bf16 rounding apart at most), and five AdamW steps stay together."""
-    contexts, targets = torch.randint(0, 27, (5, 256, config.context_size)), torch.randint(0, 27, (5, 256))
-    models, found = {}, {}
+    another order: one bf16 rounding apart at most), and five AdamW steps' losses stay together (not the
+    weights: a gradient that cancels to about zero may take either sign, and Adam's first steps move by
+    the sign)."""
+    contexts = torch.randint(0, 27, (5, 256, config.context_size))
+    targets = contexts[..., -1]  # learnable: the last character again
+    losses, found = {}, {}
     for way in ("_fused_logits", "_stacked_logits"):
         torch.manual_seed(3)
-        model = models[way] = build_model(27, config)
+        model = build_model(27, config)
         optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+        losses[way] = []
         for step in range(5):
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 logits = getattr(model, way)(contexts[step])
@@ -134,14 +138,15 @@ def test_the_fused_stack_computes_the_autocast_stacks_numbers(config):
             if step == 0:
                 found[way] = (logits.detach(), [p.grad.clone() for p in model.parameters()])
             optimizer.step()
+            losses[way].append(loss.item())
     (fused, fused_grads), (stacked, stacked_grads) = found["_fused_logits"], found["_stacked_logits"]
     assert fused.dtype == torch.bfloat16 and fused.shape == (config.members, 256, 27)
     assert same_bits(fused, stacked)
     assert all(a.dtype == torch.float32 and a.shape == b.shape for a, b in zip(fused_grads, stacked_grads))
     for a, b in zip(fused_grads, stacked_grads):
         assert torch.allclose(a, b, rtol=2 ** -7, atol=1e-6), (a - b).abs().max()
-    for a, b in zip(*(models[way].parameters() for way in models)):
-        assert torch.allclose(a, b, rtol=1e-3, atol=1e-5), (a - b).abs().max()
+    assert losses["_fused_logits"] == pytest.approx(losses["_stacked_logits"], abs=1e-3)
+    assert losses["_fused_logits"][-1] < losses["_fused_logits"][0] - 0.05  # five steps that learn
 
 
 def test_stacked_members_in_bf16_keep_the_member_paths_dtypes_and_gradients():

@@ -1,13 +1,15 @@
 """Training's own kernels: the same maths as the plain PyTorch form, computed faster on the CPU.
 
 Each was chosen by measurement (figures beside it) and is tested against the plain form
-(tests/test_train_kernels.py, tests/test_train_fold.py). Evaluation and export never use them.
+(tests/test_train_kernels.py, tests/test_train_fold.py). Export never uses them; evaluation
+folds wide first layers (``training.eval_folds``) through ``TableRowSum``'s forward.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 BLOCK = 1 << 18  # elements of a bf16 tanh block: its float32 copy stays in a core's cache
@@ -119,6 +121,7 @@ class StackedTanhMLP(torch.autograd.Function):
         return x  # (members, batch, vocab) bf16
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: torch.Tensor):
         ids, *saved = ctx.saved_tensors
         layers = len(saved) // 2
@@ -158,15 +161,18 @@ def adamw_step(optimizer: torch.optim.Optimizer) -> None:
     params = group["params"]
     states = [optimizer.state.get(p) for p in params]
     plain = (isinstance(optimizer, torch.optim.AdamW) and len(optimizer.param_groups) == 1 and group["fused"]
-             and group["decoupled_weight_decay"] and not isinstance(group["lr"], torch.Tensor)
-             and not any(group[flag] for flag in ("amsgrad", "maximize", "capturable", "differentiable")))
+             and group.get("decoupled_weight_decay", True)  # every AdamW's; the key is new in torch 2.7
+             and all(isinstance(value, float) for value in (group["lr"], *group["betas"]))
+             and not any(group.get(flag) for flag in ("amsgrad", "maximize", "capturable", "differentiable"))
+             and getattr(optimizer, "grad_scale", None) is None and getattr(optimizer, "found_inf", None) is None)
     if (kernel is None or not plain or not all(states)
             or any(p.grad is None or p.device.type != "cpu" or p.dtype != torch.float32 for p in params)):
         optimizer.step()
         return
     steps = [state["step"] for state in states]
-    torch._foreach_add_(steps, 1)
     beta1, beta2 = group["betas"]
-    kernel(params, [p.grad for p in params], [state["exp_avg"] for state in states],
-           [state["exp_avg_sq"] for state in states], [], steps, amsgrad=False, lr=group["lr"], beta1=beta1,
-           beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+    with torch.no_grad():  # as optimizer.step() runs it
+        torch._foreach_add_(steps, 1)
+        kernel(params, [p.grad for p in params], [state["exp_avg"] for state in states],
+               [state["exp_avg_sq"] for state in states], [], steps, amsgrad=False, lr=group["lr"], beta1=beta1,
+               beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)

@@ -7,8 +7,9 @@ model, in training's evaluation, in the exported file and in generation.
 
 Training computes the same maths in faster ways where they measured faster
 (train/kernels.py): the first layer folded (fp32), the members stacked (bf16)
-and the bf16 tanh through fp32; evaluation and export run the plain,
-member-by-member form.
+and the bf16 tanh through fp32. Evaluation runs member by member in fp32,
+with wide first layers folded (training.eval_folds); export traces the plain
+form.
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ class NameEnsemble(nn.Module):
 
     def _stacked_logits(self, context: torch.Tensor) -> torch.Tensor:
         """Every member's logits from one batched call per layer over the stacked weights instead of
-        one call per member: the members' maths, used in bf16 training on the CPU (bf16 rounds a
+        one call per member: the members' maths, used in bf16 training on the CPU for members with
+        LayerNorm or dropout (others take ``_fused_logits``; bf16 rounds a
         LayerNorm's affine step separately here; with dropout, the members' masks are one draw).
         On the 2-core Xeon (AMX), whole runs of the default took 19.0 against 20.8 s
         (bench/train_time.py --against), the same test loss to four decimals. Not in float32,

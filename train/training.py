@@ -263,9 +263,9 @@ def mean_loss(model: CharModel, data: Windows, chunk: int = EVAL_ROWS) -> float:
     """Cross-entropy in nats per character over every window of a split, in fp32 (the first layer
     folded where ``eval_folds`` says so); the model's own mode and fold are left as they were."""
     was_training, was_folded = model.training, model.fold
-    model.eval()
-    model.fold = eval_folds(model)
     try:
+        model.eval()
+        model.fold = eval_folds(model)
         total = 0.0
         for start in range(0, len(data.targets), chunk):
             logits = model(data.contexts[start:start + chunk])
