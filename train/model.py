@@ -62,8 +62,12 @@ class NameMLP(nn.Module):
         W1 through the tables, exactly as through the concatenation."""
         first, (vocab, dim) = self.mlp[0], self.embed.weight.shape
         size = context.shape[1]
-        blocks = first.weight.view(first.out_features, size, dim)  # (hidden, context, embed)
-        tables = torch.einsum("ve,hce->cvh", self.embed.weight, blocks).reshape(size * vocab, -1)
+        # One product, (hidden * context, embed) @ (embed, vocab), then laid out as (context * vocab, hidden):
+        # forward and backward 199 against 427 us for einsum("ve,hce->cvh"), whose layout copies cost
+        # more than its products (a member of the default, 2-core Xeon); the default's fp32 step 6.72
+        # against 7.50 ms, 7.96 against 8.72 under the AVX2 proxy.
+        tables = torch.mm(first.weight.view(-1, dim), self.embed.weight.t())  # (hidden * context, vocab)
+        tables = tables.view(first.out_features, size, vocab).permute(1, 2, 0).contiguous().view(size * vocab, -1)
         ids = context + torch.arange(size, device=context.device) * vocab
         if context.device.type == "cpu":  # TableRowSum's backward is exact on the CPU only
             rows = TableRowSum.apply(ids, tables)  # (batch, hidden)
