@@ -46,7 +46,7 @@ class TrainConfig:
     device: str = "cpu"
     # Of the training forward pass ("bf16": autocast, weights and evaluation stay fp32).
     # "auto" is bf16 on CPUs with AMX bf16 matrix units, where the default trained about
-    # 1.5 times as fast as in fp32 for the same test loss (docs/sweep.md), for models large
+    # 1.4 times as fast as in fp32 for the same test loss (docs/sweep.md), for models large
     # enough to gain (training.BF16_MIN_MACS), and fp32 elsewhere; a run records what it
     # resolved to.
     precision: str = "auto"
