@@ -208,9 +208,9 @@ def measure_step_seconds(names: NameSet, config: ModelConfig, train_config: Trai
 def fold_pays(precision: str, config: ModelConfig, vocab_size: int) -> bool:
     """Train the first layer folded (``NameMLP._folded_first_layer``: the same maths) where it measured
     faster: in fp32 with embeddings at least as wide as the vocabulary. bench/train_fold.py on the
-    2-core Xeon, per step: the default's shape 1.41x faster folded in fp32 (1.78x with the AVX2
-    instructions of CPUs without AVX-512: bench/train_time.py's proxy), but 0.70x in bf16 (AMX
-    multiplies the plain form faster), and the lecture's 10-d shape 0.66x."""
+    2-core Xeon, per step: the default's shape 1.58x faster folded in fp32 (1.99x with the AVX2
+    instructions of CPUs without AVX-512: bench/train_time.py's proxy), but 0.65x in bf16 against
+    the fused stack (AMX multiplies the plain form faster), and the lecture's 10-d shape 0.72x."""
     return precision == "fp32" and config.embed_dim >= vocab_size
 
 
