@@ -95,8 +95,8 @@ class StackedTanhMLP(torch.autograd.Function):
     values: rounding commutes with the gather), and the weight gradients are computed in the
     weights' own layout. Embedding gradients are added in float32 by ``index_add_``, as autograd's.
     On the 2-core Xeon (AMX), the default's step took 5.45 against 6.50 ms (5.85 against 6.81 in a
-    noisier round), parameters equal to the bit after five AdamW steps (a test holds them close on
-    any CPU).
+    noisier round), parameters equal to the bit after five AdamW steps there. Tested on any CPU:
+    logits to the bit, gradients within one bf16 rounding, five steps' losses within 1e-3.
     """
 
     @staticmethod

@@ -105,10 +105,13 @@ class NameEnsemble(nn.Module):
     def _fused_logits(self, context: torch.Tensor) -> torch.Tensor:
         """``_stacked_logits`` for members of Linear and Tanh layers, forward and backward written out
         (``StackedTanhMLP``): the default's bf16 step 1.16 to 1.19 times as fast on the 2-core Xeon (AMX)."""
-        vocab = self.members[0].embed.num_embeddings
-        offsets = torch.arange(len(self.members), device=context.device).view(-1, 1, 1) * vocab
         params = [p for member in self.members for p in member.parameters()]  # embedding, then each Linear's
-        return StackedTanhMLP.apply(context.unsqueeze(0) + offsets, *params)  # (members, batch, vocab)
+        return StackedTanhMLP.apply(self._member_ids(context), *params)  # (members, batch, vocab)
+
+    def _member_ids(self, context: torch.Tensor) -> torch.Tensor:
+        """(members, batch, context) rows of the members' embedding tables laid end to end."""
+        vocab = self.members[0].embed.num_embeddings
+        return context.unsqueeze(0) + torch.arange(len(self.members), device=context.device).view(-1, 1, 1) * vocab
 
     def _stacked_logits(self, context: torch.Tensor) -> torch.Tensor:
         """Every member's logits from one batched call per layer over the stacked weights instead of
@@ -121,13 +124,11 @@ class NameEnsemble(nn.Module):
         default's first layer (with AVX-512 and under the AVX2 proxy), so stacking lost: 13.1
         against 10.8 ms a step plain, and with two folded hidden layers 19.2 against 17.2. bf16
         without AMX (oneDNN limited to AVX-512 BF16: 17.7 against 18.3 ms; to AVX2: 281 either way)
-        does not lose by stacking. Not on
-        CUDA: ``index_select``'s backward adds there with atomics, in no set order."""
+        does not lose by stacking. Not on CUDA: ``index_select``'s backward adds there with atomics,
+        in no set order."""
         members, first = self.members, self.members[0]
-        vocab = first.embed.num_embeddings
-        offsets = torch.arange(len(members), device=context.device).view(-1, 1) * vocab  # (members, 1)
         embed = self._stack("embed.weight").flatten(0, 1)  # (members * vocab, embed)
-        ids = (context.reshape(1, -1) + offsets).reshape(-1)
+        ids = self._member_ids(context).reshape(-1)
         x = embed.index_select(0, ids).view(len(members), len(context), -1)  # (members, batch, context * embed)
         for index, layer in enumerate(first.mlp):
             if isinstance(layer, (nn.Linear, nn.LayerNorm)):
