@@ -248,7 +248,9 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 # on the 2-core Xeon, 20,531 random windows, with glibc's thresholds set and without: the default
 # 36.3 / 28.9 ms folded in calls of 8,192 against 78.1 / 102.2 plain in calls of 65,536; 8 x 24
 # -> 300 8.2 / 6.7 against 15.0 / 21.6; the lecture's (30 wide) 4.1 plain against 4.6 folded.
-# Calls of 65,536 folded lost without the thresholds (75.8 ms for the default).
+# Calls of 65,536 folded lost without the thresholds (75.8 ms for the default). Under the AVX2
+# proxy (bench/train_time.py --isa avx2), the default 53 / 61 ms against 138 / 170, 8 x 24 -> 300
+# 12.6 / 14.0 against 31.0 / 41.0, the lecture's 8.3 plain against 8.1 folded.
 EVAL_ROWS, EVAL_FOLD_WIDTH = 8192, 64
 
 
