@@ -69,7 +69,7 @@ def main() -> None:
             files = {}
             for form, fold in (("folded", True), ("plain", False)):
                 files[form] = Path(tmp) / f"{Path(path).stem}-{form}.onnx"
-                export_onnx(ckpt, files[form], fold=fold)
+                export_onnx(ckpt, files[form], form="float", fold=fold)
             print(f"\n### {Path(path).stem}: {ckpt.meta.model.describe()}\n")
             sizes = {form: f.stat().st_size / 1024 for form, f in files.items()}
             print(f"file KiB: folded {sizes['folded']:,.1f}, plain {sizes['plain']:,.1f}\n")

@@ -13,7 +13,7 @@ import datetime as dt
 import io
 import logging
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +23,13 @@ from nametool.export import MIN_OPSET
 from nametool.runtime.atomic import atomic_path
 from nametool.export.fold import fold_first_layer
 from nametool.export.quantize import measure_drift, quantize_int8
+from nametool.export.sealing import (ExportMismatch, ExportReport, golden_contexts, seal, session_model,
+                                     set_metadata, validation_contexts)
 from nametool.runtime.errors import NametoolError
 from nametool.runtime.verify import verify
-from nametool.runtime.model import NameModel, OnnxruntimeBackend, encode_contexts
+from nametool.runtime.model import NameModel, encode_contexts
 from nametool.runtime.sampling import next_char_probs
-from nametool.runtime.onnxfile import weight_digests
-from nametool.runtime.schema import (INPUT_NAME, METADATA_KEY, OUTPUT_NAME, Golden, GraphForm, Integrity,
-                                     ModelMeta, Quantization, metadata_digests)
+from nametool.runtime.schema import FORMS, INPUT_NAME, OUTPUT_NAME, Golden, GraphForm, ModelMeta
 from nametool.train.checkpoint import Checkpoint
 from nametool.runtime.windows import build_windows
 from nametool.train.evaluate import split_loss
@@ -39,22 +39,6 @@ PARITY_TOLERANCE = 1e-5  # max |p_onnxruntime - p_torch| over every validation c
 # max |dp| verify allows between devices and engines: fp32 and int8 files both compute in fp32;
 # measured differences are below 1e-6 (docs/int8.md, docs/devices.md)
 GOLDEN_TOLERANCE = 1e-5
-GOLDEN_CONTEXTS = 8  # prefixes of validation names
-MAX_COVERAGE_ROWS = 255  # rows putting every character at every context position (vocabularies up to 256)
-
-
-class ExportMismatch(NametoolError):
-    """The written file does not reproduce PyTorch's distributions."""
-
-
-@dataclass(frozen=True)
-class ExportReport:
-    path: Path
-    contexts_checked: int
-    max_abs_diff: float | None  # fp32: vs PyTorch
-    quantization: Quantization | None  # int8: drift from fp32
-    size_bytes: int
-    fp32_size_bytes: int
 
 
 def trace(ckpt: Checkpoint, opset: int = MIN_OPSET):
@@ -74,14 +58,6 @@ def trace(ckpt: Checkpoint, opset: int = MIN_OPSET):
     return proto
 
 
-def set_metadata(proto, meta: ModelMeta) -> None:
-    kept = [p for p in proto.metadata_props if p.key != METADATA_KEY]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, meta.to_json()
-
-
 def torch_probs(ckpt: Checkpoint, contexts: np.ndarray) -> np.ndarray:
     return next_char_probs(torch_logits_fn(ckpt)(contexts))
 
@@ -96,60 +72,36 @@ def parity(ckpt: Checkpoint, model: NameModel, contexts: np.ndarray, chunk: int 
     return worst
 
 
-def validation_contexts(ckpt: Checkpoint) -> np.ndarray:
-    contexts, _ = build_windows(ckpt.splits["val"], ckpt.meta.vocab, ckpt.meta.model.context_size)
-    return np.unique(contexts, axis=0)
-
-
-def golden_contexts(val_names: list[str], chars: tuple[str, ...], context_size: int,
-                    count: int = GOLDEN_CONTEXTS) -> tuple[str, ...]:
-    """The empty context, prefixes of a few validation names, and full contexts that put every
-    character at every position (row r holds ``chars[(r + i) % len(chars)]`` at position i), so
-    that every row of the embedding table and of each position's weights takes part."""
-    picked = [""]
-    for i, name in enumerate(val_names[: count - 1]):
-        picked.append(name[: 1 + i % len(name)])
-    for r in range(min(len(chars), MAX_COVERAGE_ROWS)):
-        picked.append("".join(chars[(r + i) % len(chars)] for i in range(context_size)))
-    return tuple(picked)
-
-
 def make_golden(model: NameModel, contexts: tuple[str, ...], tolerance: float) -> Golden:
     probs = next_char_probs(model.logits(encode_contexts(model.meta, contexts)))
     return Golden(contexts, tuple(tuple(round(float(p), 9) for p in row) for row in probs), tolerance)
 
 
-def seal(proto, meta: ModelMeta) -> ModelMeta:
-    """Store ``meta`` in the file with the digests of its weights, graph and metadata sections."""
-    set_metadata(proto, meta)
-    tensors, graph = weight_digests(proto.SerializeToString())
-    meta = replace(meta, integrity=Integrity(tensors, graph, metadata_digests(meta.to_json())))
-    set_metadata(proto, meta)
-    return meta
+def export_onnx(ckpt: Checkpoint, out: Path, *, form: str = "exact", opset: int = MIN_OPSET,
+                quantize: str | None = None, fold: bool = True, force: bool = False) -> ExportReport:
+    """Write ``out`` atomically, after proving it matches PyTorch: integer for integer (exact),
+    within ``PARITY_TOLERANCE`` (float, fp32) or within drift bounds (float, int8).
 
-
-def _session_model(proto, meta: ModelMeta) -> NameModel:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    return NameModel(OnnxruntimeBackend(session), meta, Path("<memory>"))
-
-
-def export_onnx(ckpt: Checkpoint, out: Path, *, opset: int = MIN_OPSET, quantize: str | None = None,
-                fold: bool = True, force: bool = False) -> ExportReport:
-    """Write ``out`` atomically, after proving it matches PyTorch (fp32) or stays within drift (int8).
-
-    ``fold``: the embedding folded into the first layer (``export/fold.py``); False keeps the
-    lecture's form, for teaching and comparison.
+    ``form``: ``exact`` (integers and tables: the same names on every device) or ``float``.
+    ``fold`` (float form): the embedding folded into the first layer (``export/fold.py``); False
+    keeps the lecture's form, for teaching and comparison. ``quantize`` (float form): ``int8``.
     """
     import onnx
 
     if opset < MIN_OPSET:
         raise NametoolError(f"opset {opset} is below the minimum {MIN_OPSET}")
+    if form not in FORMS:
+        raise NametoolError(f"form {form!r} is not one of {', '.join(FORMS)}")
+    if form == "exact" and (quantize or not fold):
+        raise NametoolError("--quantize and --no-fold apply to the float form: add --form float")
     meta = ckpt.meta.with_provenance(
         onnx_version=onnx.__version__,
         exported=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
+    if form == "exact":
+        from nametool.export.exact_export import export_exact
+
+        return export_exact(ckpt, meta, Path(out), opset=opset, force=force)
     fp32 = trace(ckpt, opset)
     if quantize == "int8":
         proto, meta, drift, checked = _int8(ckpt, fp32, meta)
@@ -159,7 +111,7 @@ def export_onnx(ckpt: Checkpoint, out: Path, *, opset: int = MIN_OPSET, quantize
         proto = fold_first_layer(proto, len(meta.vocab), meta.model.context_size)
     meta = replace(meta, graph=GraphForm("folded" if fold else "plain"))
     contexts = golden_contexts(ckpt.splits["val"], meta.vocab.chars, meta.model.context_size)
-    meta = seal(proto, replace(meta, golden=make_golden(_session_model(proto, meta), contexts, GOLDEN_TOLERANCE)))
+    meta = seal(proto, replace(meta, golden=make_golden(session_model(proto, meta), contexts, GOLDEN_TOLERANCE)))
     set_metadata(fp32, meta)  # only to report the fp32 file size beside an int8 one
     with atomic_path(Path(out), force=force) as tmp:
         onnx.save_model(proto, tmp)
@@ -178,8 +130,8 @@ def _int8(ckpt: Checkpoint, fp32, meta: ModelMeta):
     """(int8 proto, meta with its own losses and drift, drift, windows checked); raises past the bounds."""
     proto = quantize_int8(fp32)
     contexts, targets = build_windows(ckpt.splits["val"], meta.vocab, meta.model.context_size)
-    int8 = _session_model(proto, meta)
-    drift = measure_drift(_session_model(fp32, meta).logits, int8.logits, contexts, targets)
+    int8 = session_model(proto, meta)
+    drift = measure_drift(session_model(fp32, meta).logits, int8.logits, contexts, targets)
     own = {f"{split}_loss": split_loss(int8.logits, meta, ckpt.splits[split]) for split in ("train", "test")}
     own["val_loss"] = drift.val_loss  # measured on these very windows just now
     return proto, replace(meta.with_provenance(**own), quantization=drift), drift, len(contexts)

@@ -85,16 +85,20 @@ def quantize_int8(proto):
     return model
 
 
-def measure_drift(fp32_logits, int8_logits, contexts: np.ndarray, targets: np.ndarray) -> Quantization:
-    """Compare two logits functions on validation windows; raise if outside the bounds."""
+def measure_drift(fp32_logits, int8_logits, contexts: np.ndarray, targets: np.ndarray, *, scheme: str = SCHEME,
+                  max_mean_kl: float | None = None, max_val_loss_increase: float | None = None) -> Quantization:
+    """Compare two logits functions on validation windows; raise if outside the bounds (int8's unless given)."""
+    max_mean_kl = MAX_MEAN_KL if max_mean_kl is None else max_mean_kl
+    max_val_loss_increase = MAX_VAL_LOSS_INCREASE if max_val_loss_increase is None else max_val_loss_increase
     logp32 = log_softmax(fp32_logits(contexts))  # (windows, vocab)
     logp8 = log_softmax(int8_logits(contexts))
     mean_kl = float((np.exp(logp32) * (logp32 - logp8)).sum(axis=1).mean())
     loss32, loss8 = (float(-pick_targets(logp, targets).mean()) for logp in (logp32, logp8))
-    drift = Quantization(SCHEME, mean_kl, loss32, loss8, MAX_MEAN_KL, MAX_VAL_LOSS_INCREASE)
-    if mean_kl > MAX_MEAN_KL or loss8 - loss32 > MAX_VAL_LOSS_INCREASE:
+    drift = Quantization(scheme, mean_kl, loss32, loss8, max_mean_kl, max_val_loss_increase)
+    if mean_kl > max_mean_kl or loss8 - loss32 > max_val_loss_increase:
+        what = "int8" if scheme == SCHEME else f"the {scheme} form"
         raise QuantizationDrift(
-            f"int8 drifts too far from fp32: mean KL {mean_kl:.4f} nats (limit {MAX_MEAN_KL}), "
-            f"val loss {loss32:.4f} -> {loss8:.4f} (limit +{MAX_VAL_LOSS_INCREASE}); nothing written"
+            f"{what} drifts too far from fp32: mean KL {mean_kl:.4f} nats (limit {max_mean_kl}), "
+            f"val loss {loss32:.4f} -> {loss8:.4f} (limit +{max_val_loss_increase}); nothing written"
         )
     return drift

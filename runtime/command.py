@@ -26,7 +26,7 @@ def generate_names(options: dict, *, model_path: str | None, threads: int | None
 
         keep_freed_memory()  # onnxruntime keeps its own arena: no change measured there
     request, seed, fmt = request_from(options)
-    chunks = iter_names(model.logits, model.meta, request, make_rng(seed))
+    chunks = iter_names(model.sampling_logits, model.meta, request, make_rng(seed))
     write_name_chunks(chunks, fmt, model.score)
 
 

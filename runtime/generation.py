@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from nametool.runtime import exact
 from nametool.runtime.banned import Banned
 from nametool.runtime.errors import DataError, ModelFileError, RequestError
 from nametool.runtime.sampling import UnusableLogits, draw
@@ -78,6 +79,7 @@ class Plan(NamedTuple):
     unique: bool
     novel: bool
     batch_size: int
+    exact: tuple[np.ndarray, np.ndarray] | None  # an exact file's multipliers and exp table
 
 
 def plan(request: Request, meta: ModelMeta) -> Plan:
@@ -115,7 +117,13 @@ def plan(request: Request, meta: ModelMeta) -> Plan:
         raise RequestError("this model file carries no training names, so --novel cannot check them")
     return Plan(r.count, temperature, r.top_k, r.top_p, r.min_p, min_len, max_len, prefix_ids, banned, start_state,
                 r.suffix, r.contains,
-                r.unique, r.novel, r.batch_size)
+                r.unique, r.novel, r.batch_size, _exact_tables(meta))
+
+
+def _exact_tables(meta: ModelMeta) -> tuple[np.ndarray, np.ndarray] | None:
+    if meta.exact is None:
+        return None
+    return np.array(meta.exact.multipliers, dtype=np.int64), np.array(meta.exact.exp_table, dtype=np.int64)
 
 
 def _encode(what: str, text: str, meta: ModelMeta, max_len: int) -> tuple[int, ...]:
@@ -228,12 +236,21 @@ def _sample_chunk(logits_fn: LogitsFn, meta: ModelMeta, p: Plan, uniforms: np.nd
     for pos in range(len(p.prefix_ids), p.max_len):  # at max_len the end is forced
         forbid = end if pos < p.min_len else None
         logits, shared = model.logits(context)
+        allowed = None
         if p.banned is not None:  # no character that would complete an excluded word
             logits, shared = (logits if shared is None else logits[shared]), None
-            logits = np.where(p.banned.completes[state], np.float32(-np.inf), logits)
+            if p.exact is None:
+                logits = np.where(p.banned.completes[state], np.float32(-np.inf), logits)
+            else:
+                allowed = ~p.banned.completes[state]
         try:
-            ids = draw(logits, by_position[pos][row], temperature=p.temperature, top_k=p.top_k,
-                       top_p=p.top_p, min_p=p.min_p, forbid=forbid, rows=shared)
+            if p.exact is None:
+                ids = draw(logits, by_position[pos][row], temperature=p.temperature, top_k=p.top_k,
+                           top_p=p.top_p, min_p=p.min_p, forbid=forbid, rows=shared)
+            else:
+                ids = exact.draw(logits, by_position[pos][row], *p.exact, temperature=p.temperature,
+                                 top_k=p.top_k, top_p=p.top_p, min_p=p.min_p, forbid=forbid, allowed=allowed,
+                                 rows=shared)
         except UnusableLogits as exc:
             raise _unusable(exc, meta.vocab.decode(out[row[exc.row], :pos]), forbid is not None, p) from None
         going = ids != end

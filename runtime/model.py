@@ -213,6 +213,19 @@ class NameModel:
         self.vocab = meta.vocab
         self.context_size = meta.model.context_size
         self.rows_per_call = ROWS_PER_CALL[backend.name, backend.first_layer(meta)]
+        exact = meta.exact
+        self._exact = None if exact is None else (np.array(exact.multipliers, dtype=np.int64),
+                                                  np.array(exact.exp_table, dtype=np.int64))
+
+    @property
+    def form(self) -> str:
+        """``exact`` (integers: the same names on every device) or ``float``."""
+        return self.meta.form
+
+    @property
+    def sampling_logits(self):
+        """What generation samples from: the graph's integers for an exact file, else the logits."""
+        return self.logits if self._exact is None else self.integer_logits
 
     @property
     def engine(self) -> str:
@@ -255,14 +268,39 @@ class NameModel:
         if bad:
             raise ModelFileError(f"{path}: {bad}; refusing to sample from it")
         model = cls(backend, meta, path, data)
+        if meta.exact is not None:
+            model._check_exact()
         model._probe()
         return model
+
+    def _check_exact(self) -> None:
+        from nametool.runtime.exact import check_exact
+
+        try:
+            check_exact(read_onnx(self.data).initializers, self.meta)
+        except ModelFileError as exc:
+            raise ModelFileError(f"{self.path}: {exc}") from None
 
     def logits(self, contexts: np.ndarray) -> np.ndarray:
         """Next-character logits for a batch of encoded contexts.
 
         ``contexts`` is ``(batch, context_size)`` int64; returns ``(batch, vocab)`` float32.
         """
+        contexts = self._checked(contexts)
+        if self._exact is None:
+            return self._run(contexts)
+        from nametool.runtime.exact import dequantized_logits
+
+        return dequantized_logits(self._run(contexts), self._exact[0]).astype(np.float32)
+
+    def integer_logits(self, contexts: np.ndarray) -> np.ndarray:
+        """An exact file's member outputs for encoded contexts: ``(batch, members, vocab)`` float32
+        holding integers, the input of ``runtime/exact.py``'s sampler."""
+        if self._exact is None:
+            raise RequestError(f"{self.path} is a float-form file: it has no integer logits")
+        return self._run(self._checked(contexts))
+
+    def _checked(self, contexts: np.ndarray) -> np.ndarray:
         contexts = np.ascontiguousarray(contexts, dtype=np.int64)
         if contexts.ndim != 2 or contexts.shape[1] != self.context_size:
             raise RequestError(f"contexts must be (batch, {self.context_size}) ids, not of shape {contexts.shape}")
@@ -270,6 +308,9 @@ class NameModel:
         # otherwise read an out-of-range id from the next position's rows)
         if contexts.size and contexts.view(np.uint64).max() >= len(self.vocab):
             raise RequestError(f"context ids must lie in 0..{len(self.vocab) - 1}")
+        return contexts
+
+    def _run(self, contexts: np.ndarray) -> np.ndarray:
         step = self.rows_per_call
         try:
             if len(contexts) <= step:
@@ -278,7 +319,9 @@ class NameModel:
                 out = np.concatenate([self._backend.run(contexts[i:i + step]) for i in range(0, len(contexts), step)])
         except Exception as exc:  # onnxruntime's own types: a damaged graph can load, then fail here
             raise ModelFileError(f"{self.path}: the model failed to run ({_first_line(exc)})") from None
-        if out.shape != (len(contexts), len(self.vocab)):  # the sampler indexes by these
+        expected = (len(contexts), len(self.vocab)) if self._exact is None else \
+            (len(contexts), self.meta.model.members, len(self.vocab))
+        if out.shape != expected:  # the sampler indexes by these
             raise ModelFileError(f"{self.path}: the model gave logits of shape {out.shape} for "
                                  f"{len(contexts)} contexts of a {len(self.vocab)}-id vocabulary")
         return out
@@ -307,7 +350,16 @@ class NameModel:
 
     def next_char_distribution(self, text: str = "", *, temperature: float = 1.0) -> dict[str, float]:
         """P(next character | ``text``), most likely first. The end token means "the name ends"."""
-        return next_char_distribution(self.logits, self.meta, text, temperature=temperature)
+        if self._exact is None:
+            return next_char_distribution(self.logits, self.meta, text, temperature=temperature)
+        from nametool.runtime.exact import exact_probs
+
+        generation.check_temperature(temperature)
+        mass = exact_probs(self.integer_logits(encode_contexts(self.meta, [text])), *self._exact,
+                           temperature=temperature)[0]
+        order = np.argsort(-mass, kind="stable")
+        itos, total = self.vocab.itos(), int(mass.sum())
+        return {itos[i]: int(mass[i]) / total for i in order}
 
     def generate(self, count: int = DEFAULT_COUNT, *, seed: int | None = None, **options) -> list[str]:
         """Sample ``count`` names.
@@ -318,7 +370,7 @@ class NameModel:
         ``unique``, ``novel`` (no name of the training data), ``batch_size``.
         """
         request = generation.Request(count=count, **options)
-        return generation.generate(self.logits, self.meta, request, generation.make_rng(seed))
+        return generation.generate(self.sampling_logits, self.meta, request, generation.make_rng(seed))
 
     def score(self, names: list[str]) -> list[generation.Score]:
         """Log-likelihood, per-character probabilities and perplexity of each (normalised) name."""
@@ -373,6 +425,11 @@ def _check_graph(inputs: list[_Arg], outputs: list[_Arg], meta: ModelMeta, path:
         raise ModelFileError(
             f"{path}: graph input shape {inp.shape} disagrees with context_size {meta.model.context_size}"
         )
+    if meta.exact is not None:  # each member's integers: (batch, members, vocab)
+        if len(out.shape) != 3 or out.shape[1:] != [meta.model.members, len(meta.vocab)]:
+            raise ModelFileError(f"{path}: graph output shape {out.shape} disagrees with the exact form's "
+                                 f"(batch, {meta.model.members}, {len(meta.vocab)})")
+        return
     if len(out.shape) != 2 or out.shape[1] != len(meta.vocab):
         raise ModelFileError(
             f"{path}: graph output shape {out.shape} disagrees with the vocabulary size {len(meta.vocab)}"

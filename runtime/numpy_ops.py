@@ -9,7 +9,7 @@ import numpy as np
 from nametool.runtime.errors import ModelFileError
 
 ONNX_DOMAINS = ("", "ai.onnx")
-CAST_TYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 11: np.float64}
+CAST_TYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 5: np.int16, 6: np.int32, 7: np.int64, 11: np.float64}
 
 
 def axes_of(node_inputs, attrs, values, index: int):
@@ -137,6 +137,15 @@ def _gather_sum(attrs, table, ids):
     return out
 
 
+def _clip(attrs, x, low=None, high=None):
+    """Clip with its bounds as inputs (opset 11+); a bound left out does not clip."""
+    if low is not None:
+        x = np.maximum(x, low.astype(x.dtype))
+    if high is not None:
+        x = np.minimum(x, high.astype(x.dtype))
+    return x
+
+
 def _transpose(attrs, x):
     perm = attrs.get("perm")
     return np.transpose(x, None if perm is None else tuple(perm))
@@ -164,6 +173,8 @@ OPS = {
     "Mul": lambda attrs, a, b: a * b,
     "Div": lambda attrs, a, b: a / b,
     "Tanh": lambda attrs, x: np.tanh(x),
+    "Floor": lambda attrs, x: np.floor(x),
+    "Clip": _clip,
     "Relu": lambda attrs, x: np.maximum(x, np.float32(0)),
     "Identity": lambda attrs, x: x,
     "LogSoftmax": _log_softmax,

@@ -34,8 +34,8 @@ VALUE_NAME, VALUE_TYPE, TYPE_TENSOR, TENSOR_ELEM_TYPE, TENSOR_SHAPE, SHAPE_DIM, 
     1, 2, 1, 1, 2, 1, 1, 2)
 
 # onnx TensorProto.DataType -> numpy dtype, for the types nametool's files hold
-DTYPES = {1: "<f4", 2: "u1", 3: "i1", 6: "<i4", 7: "<i8", 9: "?", 10: "<f2", 11: "<f8"}
-TYPE_NAMES = {1: "float", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 10: "float16",
+DTYPES = {1: "<f4", 2: "u1", 3: "i1", 5: "<i2", 6: "<i4", 7: "<i8", 9: "?", 10: "<f2", 11: "<f8"}
+TYPE_NAMES = {1: "float", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16",
               11: "double", 16: "bfloat16"}
 FLOAT_DTYPES = {1: "<f4", 10: "<f2", 11: "<f8", 16: "bfloat16"}
 MAX_NESTING = 32  # subgraphs inside subgraphs; onnxruntime itself stops at a similar depth

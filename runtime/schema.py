@@ -246,6 +246,25 @@ class GraphForm:
             raise ModelFileError(f"graph.first_layer {self.first_layer!r} is not one of {', '.join(FIRST_LAYERS)}")
 
 
+FORMS = ("exact", "float")
+
+
+@dataclass(frozen=True)
+class ExactForm:
+    """The integer-exact form's constants (docs/exact.md): what the runtime needs after the graph.
+
+    The graph returns each member's output layer as integers; ``multipliers[m][v]`` turns member
+    m's integer for id v into a logit in 2^-8 nats, ``exp_table`` gives the unnormalised mass of a
+    logit d units below the member's largest. ``bounds`` holds, per reduction, the largest
+    partial sum the stored integers can reach (each below 2^24); load and ``verify`` recompute it.
+    """
+
+    tanh_step_bits: int  # the tanh table's step is 2^-tanh_step_bits in the pre-activation
+    exp_table: tuple[int, ...]
+    multipliers: tuple[tuple[int, ...], ...]  # (members, vocab)
+    bounds: dict[str, int]
+
+
 @dataclass(frozen=True)
 class Integrity:
     """SHA-256 digests taken at export, which ``nametool-run verify`` recomputes from the file.
@@ -271,6 +290,7 @@ class ModelMeta:
     golden: Golden | None = None  # set by export
     quantization: Quantization | None = None  # set by export --quantize
     graph: GraphForm | None = None  # set by export
+    exact: ExactForm | None = None  # set by export --form exact (the default)
     integrity: Integrity | None = None  # set by export, last
     schema_version: int = field(default=SCHEMA_VERSION)
 
@@ -303,6 +323,7 @@ class ModelMeta:
                 golden=_optional(Golden, payload, "golden", tuples=("contexts",), nested=("probs",)),
                 quantization=_optional(Quantization, payload, "quantization"),
                 graph=_optional(GraphForm, payload, "graph"),
+                exact=_optional(ExactForm, payload, "exact", tuples=("exp_table",), nested=("multipliers",)),
                 integrity=_optional(Integrity, payload, "integrity"),
                 schema_version=version,
             )
@@ -313,6 +334,11 @@ class ModelMeta:
     def first_layer(self) -> str:
         """``folded`` or ``plain``; files from before ``graph`` existed are plain."""
         return "plain" if self.graph is None else self.graph.first_layer
+
+    @property
+    def form(self) -> str:
+        """``exact`` (integer arithmetic, the same names everywhere) or ``float``."""
+        return "float" if self.exact is None else "exact"
 
     def with_provenance(self, **changes: Any) -> ModelMeta:
         return replace(self, provenance=replace(self.provenance, **changes))

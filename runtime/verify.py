@@ -44,6 +44,8 @@ def verify(model: NameModel) -> VerifyReport:
         encoded = encode_contexts(model.meta, golden.contexts)
     except Exception as exc:  # a golden context outside the vocabulary: tampered metadata
         return VerifyReport(False, 0, float("nan"), golden.tolerance, str(exc))
+    if model.form == "exact":
+        return _verify_exact(model, encoded, stored)
     try:
         probs = next_char_probs(model.logits(encoded))
     except UnusableLogits as exc:
@@ -86,3 +88,24 @@ def _differences(what: str, recorded: dict[str, str], found: dict[str, str]) -> 
     out += [f"{what} {name!r} is missing" for name in recorded if name not in found]
     out += [f"{what} {name!r} was added" for name in found if name not in recorded]
     return out
+
+
+def _verify_exact(model: NameModel, encoded: np.ndarray, stored: np.ndarray) -> VerifyReport:
+    """An exact file: the bounds recomputed from its integers, and the golden masses equal, id for id."""
+    from nametool.runtime.exact import check_exact, exact_probs
+
+    golden = model.meta.golden
+    try:
+        bounds = check_exact(read_onnx(model.data).initializers, model.meta)
+    except ModelFileError as exc:
+        return VerifyReport(False, 0, float("nan"), golden.tolerance, str(exc))
+    mass = exact_probs(model.integer_logits(encoded), *model._exact)
+    differ = int((mass != stored).any(axis=1).sum())
+    deviation = float(np.abs(mass - stored).max())
+    digests = model.meta.integrity
+    shown = ", ".join(f"{layer} {bound:,}" for layer, bound in bounds.items())
+    verdict = "all equal" if not differ else f"{differ} differ"
+    message = (f"digests of {len(digests.tensors)} tensors, the graph and {len(digests.metadata)} metadata "
+               f"sections match; partial sums below 2^24 ({shown}); {len(golden.contexts)} golden contexts "
+               f"on {model.engine}, integer masses {verdict}")
+    return VerifyReport(not differ, len(golden.contexts), deviation, golden.tolerance, message)

@@ -32,7 +32,18 @@ def tiny_run(tmp_path_factory):
         folder / "model.pt",
     )
     onnx_path = folder / "model.onnx"
-    export_onnx(result.checkpoint, onnx_path)
+    export_onnx(result.checkpoint, onnx_path)  # the exact form, export's default
+    return result, onnx_path
+
+
+@pytest.fixture(scope="session")
+def tiny_float(tiny_run):
+    """The same checkpoint in the float form: (result, path to .onnx)."""
+    from nametool.export.onnx_export import export_onnx
+
+    result, exact_path = tiny_run
+    onnx_path = exact_path.with_name("model-float.onnx")
+    export_onnx(result.checkpoint, onnx_path, form="float")
     return result, onnx_path
 
 

@@ -90,8 +90,8 @@ def shaped_files(tmp_path_factory):
                           TrainConfig(steps=60, batch_size=64, lr=1e-2, warmup=5, eval_every=60, seed=3),
                           folder / "m.pt")
     paths = {"fp32": folder / "fp32.onnx", "int8": folder / "int8.onnx"}
-    export_onnx(result.checkpoint, paths["fp32"])
-    export_onnx(result.checkpoint, paths["int8"], quantize="int8")
+    export_onnx(result.checkpoint, paths["fp32"], form="float")
+    export_onnx(result.checkpoint, paths["int8"], form="float", quantize="int8")
     return paths
 
 
@@ -117,14 +117,14 @@ def with_tanh_as(tiny_run, folder, op_type: str):
     return path
 
 
-def test_the_numpy_engines_own_fused_step_is_not_accepted_from_a_file(tiny_run, tmp_path):
-    path = with_tanh_as(tiny_run, tmp_path, "GatherSum")
+def test_the_numpy_engines_own_fused_step_is_not_accepted_from_a_file(tiny_float, tmp_path):
+    path = with_tanh_as(tiny_float, tmp_path, "GatherSum")
     with pytest.raises(ModelFileError, match="the numpy engine cannot run operator GatherSum"):
         NameModel.load(path, engine="numpy")
 
 
-def test_an_operator_numpy_does_not_run_is_named_in_one_line(tiny_run, tmp_path):
-    with_tanh_as(tiny_run, tmp_path, "Erf")  # onnxruntime runs it; nametool never exports it
+def test_an_operator_numpy_does_not_run_is_named_in_one_line(tiny_float, tmp_path):
+    with_tanh_as(tiny_float, tmp_path, "Erf")  # onnxruntime runs it; nametool never exports it
     NameModel.load(tmp_path / "erf.onnx", engine="onnxruntime")
     with pytest.raises(ModelFileError, match="the numpy engine cannot run operator Erf"):
         NameModel.load(tmp_path / "erf.onnx", engine="numpy")
@@ -132,9 +132,9 @@ def test_an_operator_numpy_does_not_run_is_named_in_one_line(tiny_run, tmp_path)
     assert result.exit_code == 1 and result.output.count("\n") == 1 and "operator Erf" in result.output
 
 
-def test_auto_runs_a_file_numpy_cannot_on_onnxruntime(tiny_run, tmp_path):
+def test_auto_runs_a_file_numpy_cannot_on_onnxruntime(tiny_float, tmp_path):
     """A file of an older nametool (dynamic int8 operators) still generates by default."""
-    with_tanh_as(tiny_run, tmp_path, "Erf")
+    with_tanh_as(tiny_float, tmp_path, "Erf")
     model = NameModel.load(tmp_path / "erf.onnx", large=False)
     assert model.engine == "onnxruntime" and len(model.generate(5, seed=1)) == 5
     result = CliRunner().invoke(run_main, ["generate", "--model", str(tmp_path / "erf.onnx"), "-n", "3"])

@@ -13,9 +13,9 @@ from nametool.train.commands import evaluate as eval_command
 from nametool.train.evaluate import Source, evaluate, splits_from_meta
 
 
-def test_checkpoint_and_model_file_give_the_same_numbers(tiny_run):
+def test_checkpoint_and_model_file_give_the_same_numbers(tiny_float):
     pytest.importorskip("torch")
-    result, onnx_path = tiny_run
+    result, onnx_path = tiny_float
     runner = CliRunner()
     from_ckpt = json.loads(runner.invoke(eval_command, [str(result.path), "--json", "--samples", "200"]).output)
     from_onnx = json.loads(runner.invoke(eval_command, [str(onnx_path), "--json", "--samples", "200"]).output)
@@ -26,8 +26,8 @@ def test_checkpoint_and_model_file_give_the_same_numbers(tiny_run):
     assert from_ckpt["samples"] == from_onnx["samples"]
 
 
-def test_a_model_file_rebuilds_its_split(tiny_run):
-    result, onnx_path = tiny_run
+def test_a_model_file_rebuilds_its_split(tiny_float):
+    result, onnx_path = tiny_float
     assert splits_from_meta(NameModel.load(onnx_path).meta) == result.checkpoint.splits
 
 

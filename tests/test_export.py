@@ -41,8 +41,8 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def test_metadata_carries_the_schema_with_export_provenance(tiny_run):
-    result, onnx_path = tiny_run
+def test_metadata_carries_the_schema_with_export_provenance(tiny_float):
+    result, onnx_path = tiny_float
     meta = NameModel.load(onnx_path).meta
     assert meta.vocab == result.checkpoint.meta.vocab and meta.model == result.checkpoint.meta.model
     prov = meta.provenance
@@ -65,15 +65,15 @@ def test_metadata_carries_the_schema_with_export_provenance(tiny_run):
         (lambda d: d["vocab"].update(chars="abc"), "vocab.chars must be a list"),
     ],
 )
-def test_metadata_that_disagrees_is_refused(tiny_run, tmp_path, payload, message):
-    _, onnx_path = tiny_run
+def test_metadata_that_disagrees_is_refused(tiny_float, tmp_path, payload, message):
+    _, onnx_path = tiny_float
     bad = rewrite(onnx_path, tmp_path / "bad.onnx", payload=payload)
     with pytest.raises(ModelFileError, match=message.replace("(", r"\(").replace(")", r"\)")):
         NameModel.load(bad)
 
 
-def test_renamed_graph_input_is_refused(tiny_run, tmp_path):
-    _, onnx_path = tiny_run
+def test_renamed_graph_input_is_refused(tiny_float, tmp_path):
+    _, onnx_path = tiny_float
 
     def rename(proto):
         old = proto.graph.input[0].name
@@ -86,10 +86,10 @@ def test_renamed_graph_input_is_refused(tiny_run, tmp_path):
         NameModel.load(bad)
 
 
-def test_wrong_dtypes_are_refused(tiny_run, tmp_path):
+def test_wrong_dtypes_are_refused(tiny_float, tmp_path):
     from onnx import TensorProto, helper
 
-    _, onnx_path = tiny_run
+    _, onnx_path = tiny_float
     meta_json = NameModel.load(onnx_path).meta.to_json()
     graph = helper.make_graph(
         [helper.make_node("Identity", ["context"], ["logits"])], "g",
@@ -106,8 +106,8 @@ def test_wrong_dtypes_are_refused(tiny_run, tmp_path):
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.1, 0.5, 0.9, 0.999])
-def test_truncated_files_are_refused(tiny_run, tmp_path, fraction):
-    _, onnx_path = tiny_run
+def test_truncated_files_are_refused(tiny_float, tmp_path, fraction):
+    _, onnx_path = tiny_float
     data = onnx_path.read_bytes()
     cut = tmp_path / "cut.onnx"
     cut.write_bytes(data[: int(len(data) * fraction)])
@@ -115,8 +115,8 @@ def test_truncated_files_are_refused(tiny_run, tmp_path, fraction):
         NameModel.load(cut)
 
 
-def test_info_human_and_json(tiny_run):
-    _, onnx_path = tiny_run
+def test_info_human_and_json(tiny_float):
+    _, onnx_path = tiny_float
     runner = CliRunner()
     text = runner.invoke(run_main, ["info", str(onnx_path)])
     assert text.exit_code == 0, text.output
@@ -131,11 +131,11 @@ def test_info_human_and_json(tiny_run):
     assert facts["provenance"]["steps"] == 300 and facts["golden_contexts"] == 8 + facts["vocab"]["size"] - 1
 
 
-def test_verify_reports_digests_and_golden_rows(tiny_run):
-    _, onnx_path = tiny_run
+def test_verify_reports_digests_and_golden_rows(tiny_float):
+    _, onnx_path = tiny_float
     good = CliRunner().invoke(run_main, ["verify", str(onnx_path)])
     assert good.exit_code == 0, good.output
-    assert "digests of 11 tensors, the graph and 9 metadata sections match; 33 golden contexts" in good.output
+    assert "digests of 11 tensors, the graph and 10 metadata sections match; 33 golden contexts" in good.output
 
 
 def zero_embedding_row(char):
@@ -212,10 +212,10 @@ def test_a_weight_edit_that_keeps_the_digests_still_fails_the_golden_rows(tmp_pa
     assert result.exit_code == 1 and "exceeds tolerance" in result.output, result.output
 
 
-def test_int8_stays_within_documented_drift(tiny_run, tmp_path):
-    result, onnx_path = tiny_run
+def test_int8_stays_within_documented_drift(tiny_float, tmp_path):
+    result, onnx_path = tiny_float
     out = tmp_path / "int8.onnx"
-    report = export_onnx(result.checkpoint, out, quantize="int8")
+    report = export_onnx(result.checkpoint, out, form="float", quantize="int8")
     q = NameModel.load(out).meta.quantization
     assert q == report.quantization and q.scheme == "int8-weights"
     # the recorded drift, measured again here from the two files on every validation window
@@ -248,20 +248,20 @@ def test_int8_weights_round_trip_within_half_a_step():
         assert np.all(np.abs(back - weights) <= scale.reshape(shape) / 2 + 1e-7)
 
 
-def test_int8_beyond_the_bounds_is_refused_and_writes_nothing(tiny_run, tmp_path, monkeypatch):
-    result, _ = tiny_run
+def test_int8_beyond_the_bounds_is_refused_and_writes_nothing(tiny_float, tmp_path, monkeypatch):
+    result, _ = tiny_float
     monkeypatch.setattr(quantize, "MAX_MEAN_KL", 1e-12)
     out = tmp_path / "int8.onnx"
     with pytest.raises(quantize.QuantizationDrift, match="int8 drifts too far"):
-        export_onnx(result.checkpoint, out, quantize="int8")
+        export_onnx(result.checkpoint, out, form="float", quantize="int8")
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("opset", [onnx_export.MIN_OPSET, 21])
-def test_exports_load_and_run_at_each_opset(tiny_run, tmp_path, opset):
-    result, _ = tiny_run
+def test_exports_load_and_run_at_each_opset(tiny_float, tmp_path, opset):
+    result, _ = tiny_float
     out = tmp_path / f"opset{opset}.onnx"
-    report = export_onnx(result.checkpoint, out, opset=opset)
+    report = export_onnx(result.checkpoint, out, form="float", opset=opset)
     proto = onnx.load(str(out))
     assert next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) == opset
     assert report.max_abs_diff is not None  # export compared the file with PyTorch; so does this test, on its own:
@@ -270,14 +270,14 @@ def test_exports_load_and_run_at_each_opset(tiny_run, tmp_path, opset):
     assert len(NameModel.load(out).generate(5, seed=0)) == 5
 
 
-def test_opset_below_the_minimum_is_refused(tiny_run, tmp_path):
-    result, _ = tiny_run
+def test_opset_below_the_minimum_is_refused(tiny_float, tmp_path):
+    result, _ = tiny_float
     with pytest.raises(NametoolError, match="opset 17 is below the minimum 18"):
         export_onnx(result.checkpoint, tmp_path / "m.onnx", opset=17)
 
 
-def test_existing_output_needs_force(tiny_run, tmp_path):
-    result, _ = tiny_run
+def test_existing_output_needs_force(tiny_float, tmp_path):
+    result, _ = tiny_float
     out = tmp_path / "m.onnx"
     out.write_bytes(b"precious")
     with pytest.raises(NametoolError, match=re.escape(f"{out} exists; pass --force to replace it")):
@@ -287,27 +287,27 @@ def test_existing_output_needs_force(tiny_run, tmp_path):
     assert NameModel.load(out).meta.golden is not None
 
 
-def test_failed_check_leaves_nothing_behind(tiny_run, tmp_path, monkeypatch):
-    result, _ = tiny_run
+def test_failed_check_leaves_nothing_behind(tiny_float, tmp_path, monkeypatch):
+    result, _ = tiny_float
     out = tmp_path / "m.onnx"
     out.write_bytes(b"precious")
     monkeypatch.setattr(onnx_export, "parity", lambda *args: 1.0)
     with pytest.raises(onnx_export.ExportMismatch, match="disagree by 1.00e\\+00"):
-        export_onnx(result.checkpoint, out, force=True)
+        export_onnx(result.checkpoint, out, form="float", force=True)
     assert out.read_bytes() == b"precious" and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
 
 @pytest.mark.parametrize("where, message", [("missing/m.onnx", "{tmp_path}/missing: no such folder"),
                                              ("/proc/m.onnx", "/proc/m.onnx: cannot write (")],
                          ids=["missing folder", "unwritable folder"])
-def test_unwritable_destinations_are_clear_errors(tiny_run, tmp_path, where, message):
-    result, _ = tiny_run
+def test_unwritable_destinations_are_clear_errors(tiny_float, tmp_path, where, message):
+    result, _ = tiny_float
     with pytest.raises(NametoolError, match=re.escape(message.format(tmp_path=tmp_path))):
         export_onnx(result.checkpoint, tmp_path / where)
 
 
-def test_interrupted_export_leaves_no_file(tiny_run, tmp_path, monkeypatch):
-    result, _ = tiny_run
+def test_interrupted_export_leaves_no_file(tiny_float, tmp_path, monkeypatch):
+    result, _ = tiny_float
     real_save = onnx.save_model
 
     def save_then_interrupt(proto, path, *args, **kwargs):

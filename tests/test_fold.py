@@ -44,7 +44,7 @@ def pair(request, tmp_path_factory):
     for quantize in (None, "int8"):
         for fold in (True, False):
             path = folder / f"{quantize or 'fp32'}-{'folded' if fold else 'plain'}.onnx"
-            export_onnx(result.checkpoint, path, quantize=quantize, fold=fold)
+            export_onnx(result.checkpoint, path, form="float", quantize=quantize, fold=fold)
             files[quantize or "fp32", "folded" if fold else "plain"] = path
     return result.checkpoint, files
 

@@ -25,8 +25,8 @@ def max_prob_diff(ckpt, model: NameModel, contexts: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("batch", [1, 7, 4096])
-def test_runtime_distributions_equal_torch_on_every_validation_context(tiny_run, batch):
-    result, onnx_path = tiny_run
+def test_runtime_distributions_equal_torch_on_every_validation_context(tiny_float, batch):
+    result, onnx_path = tiny_float
     ckpt = result.checkpoint
     model = NameModel.load(onnx_path)
     contexts = validation_contexts(ckpt)
@@ -35,9 +35,9 @@ def test_runtime_distributions_equal_torch_on_every_validation_context(tiny_run,
     assert worst <= TOLERANCE
 
 
-def test_parity_check_detects_a_different_model(tiny_run):
+def test_parity_check_detects_a_different_model(tiny_float):
     """The comparison itself has teeth: perturbed torch weights break the tolerance."""
-    result, onnx_path = tiny_run
+    result, onnx_path = tiny_float
     ckpt = result.checkpoint
     model = NameModel.load(onnx_path)
     contexts = validation_contexts(ckpt)
@@ -52,8 +52,8 @@ def test_parity_check_detects_a_different_model(tiny_run):
     assert diff > TOLERANCE
 
 
-def test_export_metadata_carries_the_schema_and_provenance(tiny_run):
-    result, onnx_path = tiny_run
+def test_export_metadata_carries_the_schema_and_provenance(tiny_float):
+    result, onnx_path = tiny_float
     meta, trained = NameModel.load(onnx_path).meta, result.checkpoint.meta
     assert (meta.vocab, meta.model, meta.sampling, meta.known_names) == (
         trained.vocab, trained.model, trained.sampling, trained.known_names)
@@ -63,10 +63,10 @@ def test_export_metadata_carries_the_schema_and_provenance(tiny_run):
     assert prov.test_loss == pytest.approx(result.losses["test"])
 
 
-def test_exported_file_is_self_contained_with_a_dynamic_batch(tiny_run):
+def test_exported_file_is_self_contained_with_a_dynamic_batch(tiny_float):
     import onnx
 
-    _, onnx_path = tiny_run
+    _, onnx_path = tiny_float
     proto = onnx.load(str(onnx_path), load_external_data=False)
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
     assert list(onnx_path.parent.glob("*.data")) == []
@@ -77,6 +77,6 @@ def test_exported_file_is_self_contained_with_a_dynamic_batch(tiny_run):
     assert inp.type.tensor_type.shape.dim[1].dim_value == 3
 
 
-def test_the_model_beats_the_bigram_baseline(tiny_run):
-    result, _ = tiny_run
+def test_the_model_beats_the_bigram_baseline(tiny_float):
+    result, _ = tiny_float
     assert result.losses["val"] < result.bigram["val"]

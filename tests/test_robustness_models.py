@@ -185,8 +185,8 @@ BROKEN_METADATA = [
 
 
 @pytest.mark.parametrize("payload, message", BROKEN_METADATA)
-def test_broken_metadata_fields_are_refused_in_one_line(tiny_run, tmp_path, payload, message):
-    _, onnx_path = tiny_run
+def test_broken_metadata_fields_are_refused_in_one_line(tiny_float, tmp_path, payload, message):
+    _, onnx_path = tiny_float
     bad = rewrite(onnx_path, tmp_path / "bad.onnx", payload=payload)
     with pytest.raises(ModelFileError, match=re.escape(message)):
         NameModel.load(bad)
@@ -242,8 +242,8 @@ def output_layer(onnx_path) -> str:
     ("OUTPUT", (0,), np.nan, "holds NaN"),
     ("OUTPUT", (0,), -np.inf, "holds inf"),  # an impossible end, written as -inf: still refused
 ])
-def test_nan_or_inf_weights_are_refused(tiny_run, tmp_path, raw, tensor, index, value, message):
-    _, onnx_path = tiny_run
+def test_nan_or_inf_weights_are_refused(tiny_float, tmp_path, raw, tensor, index, value, message):
+    _, onnx_path = tiny_float
     name = output_layer(onnx_path) if tensor == "OUTPUT" else tensor
     bad = rewrite(onnx_path, tmp_path / "bad.onnx", weights=set_value(name, index, value), raw=raw)
     with pytest.raises(ModelFileError, match=f"{message}; refusing to sample from it"):
@@ -251,16 +251,16 @@ def test_nan_or_inf_weights_are_refused(tiny_run, tmp_path, raw, tensor, index, 
     assert message in one_line_error(CliRunner().invoke(run_main, ["generate", "--model", str(bad)]))
 
 
-def test_finite_weights_that_overflow_to_infinite_logits_are_refused(tiny_run, tmp_path):
-    _, onnx_path = tiny_run
+def test_finite_weights_that_overflow_to_infinite_logits_are_refused(tiny_float, tmp_path):
+    _, onnx_path = tiny_float
     name = output_layer(onnx_path).replace("bias", "weight")
     bad = rewrite(onnx_path, tmp_path / "bad.onnx", weights=lambda n, a: np.full_like(a, 3e38) if n == name else None)
     with pytest.raises(ModelFileError, match="gives NaN or infinite logits; refusing"):
         NameModel.load(bad)
 
 
-def test_weights_that_make_the_end_impossible_still_stop_at_the_length_cap(tiny_run, tmp_path):
-    _, onnx_path = tiny_run
+def test_weights_that_make_the_end_impossible_still_stop_at_the_length_cap(tiny_float, tmp_path):
+    _, onnx_path = tiny_float
     # finite, but exp(-1e4) is 0: the end token is never drawn, only forced at max-len
     bad = rewrite(onnx_path, tmp_path / "no_end.onnx", weights=set_value(output_layer(onnx_path), (0,), -1e4))
     model = NameModel.load(bad)

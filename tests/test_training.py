@@ -17,6 +17,7 @@ from click.testing import CliRunner  # noqa: E402
 
 from nametool.export.onnx_export import export_onnx, validation_contexts  # noqa: E402
 from nametool.runtime import NameModel  # noqa: E402
+from nametool.runtime.errors import NametoolError  # noqa: E402
 from nametool.runtime.schema import ModelConfig  # noqa: E402
 from nametool.runtime.windows import build_windows  # noqa: E402
 from nametool.train.checkpoint import load_checkpoint  # noqa: E402
@@ -127,7 +128,10 @@ def test_patience_stops_early(tmp_path):
 def test_layer_norm_exports_within_parity(tmp_path):
     names = load_names(TINY_NAMES)
     result = run_training(names, SMALL, CONFIG, tmp_path / "m.pt")
-    export_onnx(result.checkpoint, tmp_path / "m.onnx")
+    with pytest.raises(NametoolError, match="no layer norm: export this model with --form float"):
+        export_onnx(result.checkpoint, tmp_path / "m.onnx")  # the exact form, the default
+    assert not (tmp_path / "m.onnx").exists()
+    export_onnx(result.checkpoint, tmp_path / "m.onnx", form="float")
     model = NameModel.load(tmp_path / "m.onnx")
     assert max_prob_diff(result.checkpoint, model, validation_contexts(result.checkpoint)) <= 1e-5
     assert model.meta.model.norm == "layer"
@@ -179,7 +183,7 @@ def test_an_ensemble_trains_exports_within_parity_and_says_so(tmp_path):
     names = load_names(TINY_NAMES)
     config = ModelConfig(context_size=3, embed_dim=6, hidden=(24,), members=2)
     result = run_training(names, config, CONFIG, tmp_path / "m.pt")
-    export_onnx(result.checkpoint, tmp_path / "m.onnx")
+    export_onnx(result.checkpoint, tmp_path / "m.onnx", form="float")
     model = NameModel.load(tmp_path / "m.onnx")
     assert max_prob_diff(result.checkpoint, model, validation_contexts(result.checkpoint)) <= 1e-5
     assert model.meta.model.members == 2
