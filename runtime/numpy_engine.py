@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from nametool.runtime.errors import ModelFileError
+from nametool.runtime.exact import TABLES
 from nametool.runtime.numpy_ops import AXES_OPS, FUSED_OPS, ONNX_DOMAINS, OPS, axes_of, matmul
 from nametool.runtime.onnxfile import Node, OnnxFile
 
@@ -46,7 +47,10 @@ class NumpyGraph:
         shape = file.inputs[0].shape
         width = shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None  # context size, if stated
         steps = _fold_first_layers(steps, values, self.input, width)
-        self._steps = _fuse_gather_sum(steps, values)
+        steps = _fuse_gather_sum(steps, values)
+        if TABLES in values:  # an exact file: every value an integer below 2^24, checked on load
+            steps = _exact_steps(steps, values)
+        self._steps = steps
         self.folded = any(node.op_type == "GatherSum" for node in self._steps)
         self._constants = _widen_matmul_weights(self._steps, values)
 
@@ -181,6 +185,36 @@ def _fuse_gather_sum(steps: list, values: dict) -> tuple:
         else:
             fused.append(node)
     return tuple(node for node in fused if id(node) not in skip)
+
+
+def _exact_steps(steps: tuple, values: dict) -> tuple:
+    """An exact graph's steps in fewer passes, the same integers: ``Gather(table, Cast(Clip(Floor(
+    Mul(x, scale)), 0, len(table) - 1)))`` as one ``TableLookup``, and MatMul in float32 (its products
+    and partial sums are integers below 2^24, exact in float32, so float64 would only cost time)."""
+    readers, made = _readers(steps), {node.outputs[0]: node for node in steps}
+
+    def source(node, op, index=0):
+        found = made.get(node.inputs[index]) if len(node.inputs) > index else None
+        return found if found is not None and found.op_type == op and readers.get(found.outputs[0]) == 1 else None
+
+    out, skip = [], set()
+    for node in steps:
+        cast = source(node, "Cast", 1) if node.op_type == "Gather" and node.inputs[0] in values else None
+        clip = source(cast, "Clip") if cast is not None and cast.attributes.get("to") == 7 else None
+        floor = source(clip, "Floor") if clip is not None and len(clip.inputs) == 3 else None
+        mul = source(floor, "Mul") if floor is not None else None
+        table = values.get(node.inputs[0])
+        if (mul is not None and mul.inputs[1] in values and table.ndim == 1 and node.attributes.get("axis", 0) == 0
+                and all(name in values for name in clip.inputs[1:])
+                and values[clip.inputs[1]].tolist() == 0 and values[clip.inputs[2]].tolist() == len(table) - 1):
+            skip.update(id(n) for n in (cast, clip, floor, mul))
+            out.append(Node("TableLookup", "", node.name, (mul.inputs[0], mul.inputs[1], node.inputs[0]),
+                            node.outputs, {}))
+        elif node.op_type == "MatMul":
+            out.append(node._replace(op_type="MatMulFloat32"))
+        else:
+            out.append(node)
+    return tuple(node for node in out if id(node) not in skip)
 
 
 def _widen_matmul_weights(steps: tuple, values: dict) -> dict:

@@ -27,4 +27,6 @@ def summary(model: NameModel) -> dict:
         "golden_contexts": None if meta.golden is None else len(meta.golden.contexts),
         "quantization": None if meta.quantization is None else asdict(meta.quantization),
         "first_layer": meta.first_layer,
+        "form": meta.form,
+        "bounds": None if meta.exact is None else meta.exact.bounds,
     }

@@ -24,7 +24,7 @@ def test_the_table_is_the_trained_one(tiny_run):
     assert np.array_equal(stored, trained[next(k for k in trained if k.endswith("embed.weight"))].numpy())
 
 
-@pytest.mark.parametrize("name", ["default", "default-int8", "lecture"])
+@pytest.mark.parametrize("name", ["default", "default-float", "lecture"])
 def test_every_bundled_model_shows_every_members_table(name):
     model = NameModel.load(name)
     for member in range(model.meta.model.members):

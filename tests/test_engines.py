@@ -14,7 +14,7 @@ from nametool.runtime import ModelFileError, NameModel, RequestError
 from nametool.runtime.cli import main as run_main
 from nametool.runtime.sampling import next_char_probs
 
-BUNDLED = ["default", "default-int8", "lecture"]
+BUNDLED = ["default", "default-float", "lecture"]
 # max |dp| between the engines. Measured against a float64 evaluation of the bundled files
 # (3,000 random contexts, AVX-512 Xeon): numpy engine (float64 products) 9.7e-8,
 # onnxruntime (float32 accumulation) up to 1.0e-6 (lecture), so the engines differ by up to 1.06e-6.

@@ -174,7 +174,7 @@ TAMPERING = {
 }
 
 
-@pytest.mark.parametrize("name", ["default", "default-int8", "lecture"])
+@pytest.mark.parametrize("name", ["default", "default-float", "lecture"])
 @pytest.mark.parametrize("engine", ["onnxruntime", "numpy"])
 def test_the_bundled_models_verify_with_either_engine(name, engine):
     result = CliRunner().invoke(run_main, ["verify", name, "--engine", engine])

@@ -22,7 +22,7 @@ from nametool.runtime import NameModel
 
 QEMU = shutil.which("qemu-x86_64-static") or shutil.which("qemu-x86_64")
 CPU = "Haswell"  # AVX2 and FMA; no AVX-512, no VNNI, no AMX
-NAMES = {"default": 0, "default-int8": 20, "lecture": 100}  # emulated AVX2 runs the default at ~5 names/s
+NAMES = {"default": 0, "default-float": 20, "lecture": 100}  # emulated AVX2 runs the default at ~5 names/s
 CHECK = """
 import hashlib, json, sys
 import numpy as np
@@ -30,7 +30,7 @@ NAMES = json.loads(sys.argv[2])
 from nametool.runtime.verify import verify
 from nametool.runtime.model import NameModel
 out = {}
-for name in ("default", "default-int8", "lecture"):
+for name in ("default", "default-float", "lecture"):
     model = NameModel.load(name, engine=sys.argv[1], threads=1)
     report = verify(model)
     contexts = np.random.default_rng(0).integers(0, len(model.meta.vocab), (300, model.meta.model.context_size))

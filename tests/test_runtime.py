@@ -113,11 +113,12 @@ def test_bundled_models_are_found_by_name():
     from nametool.runtime.model import bundled_models
 
     bundled = bundled_models()
-    assert {"default", "default-int8", "lecture"} <= set(bundled)
+    assert {"default", "default-float", "lecture"} <= set(bundled)
     lecture = NameModel.load("lecture")
     assert lecture.meta.model.context_size == 3 and lecture.meta.model.hidden == (200,)
-    assert NameModel.load("default-int8.onnx").meta.quantization is not None
-    with pytest.raises(ModelFileError, match="nor a bundled model \\(bundled: default, default-int8, lecture"):
+    assert (lecture.form, NameModel.load("default").form, NameModel.load("default-float.onnx").form) == (
+        "exact", "exact", "float")
+    with pytest.raises(ModelFileError, match="nor a bundled model \\(bundled: default, default-float, lecture"):
         NameModel.load("nonesuch")
 
 
@@ -132,15 +133,16 @@ def test_models_command_lists_every_bundled_model():
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.output)}
     assert rows["lecture"]["parameters"] < rows["default"]["parameters"]
-    assert rows["lecture"]["file_bytes"] < rows["default-int8"]["file_bytes"] < rows["default"]["file_bytes"]
+    assert rows["lecture"]["file_bytes"] < rows["default"]["file_bytes"] < rows["default-float"]["file_bytes"]
+    assert (rows["default"]["form"], rows["default-float"]["form"]) == ("exact", "float")
     assert all(row["names_per_second"] > 0 and row["test_loss"] > 1 for row in rows.values())
     text = CliRunner().invoke(main, ["models"]).output.splitlines()
-    assert text[0].split()[:4] == ["name", "size", "params", "test"] and len(text) == len(rows) + 1
+    assert text[0].split()[:5] == ["name", "form", "size", "params", "test"] and len(text) == len(rows) + 1
     assert rows["default"]["config"] == "context 10, 32-d, hidden 384, 3 members averaged"
     assert rows["lecture"]["config"] == "context 3, 10-d, hidden 200"
 
 
-@pytest.mark.parametrize("name", ["default", "default-int8", "lecture"])
+@pytest.mark.parametrize("name", ["default", "default-float", "lecture"])
 def test_sharing_equal_contexts_leaves_the_bundled_models_names_unchanged(name, monkeypatch):
     from nametool.runtime import generation
 

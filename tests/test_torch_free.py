@@ -127,7 +127,7 @@ def test_a_venv_without_onnxruntime_runs_every_runtime_command(tmp_path):
     from nametool.runtime import NameModel
 
     assert generated.stdout.split() == NameModel.load(engine="onnxruntime").generate(200, seed=4)
-    for args in (["predict", "abi"], ["score", "aabid", "rahul"], ["verify"], ["verify", "default-int8"],
+    for args in (["predict", "abi"], ["score", "aabid", "rahul"], ["verify"], ["verify", "default-float"],
                  ["info"], ["generate", "--model", "lecture", "-n", "3"],
                  ["embeddings", "--nearest", "a"], ["embeddings", "--analogy", "a:e::o:?"]):
         result = run(*args)

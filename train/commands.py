@@ -56,20 +56,22 @@ def resolve_source(spec: str | None, *, checkpoint_only: bool = False) -> tuple[
 
 
 def load_source(spec: str | None):
-    """(path, logits function, meta, splits) of a model file or a checkpoint, per ``resolve_source``."""
+    """(path, Source) of a model file or a checkpoint, per ``resolve_source``."""
+    from nametool.train.evaluate import Source
+
     kind, path = resolve_source(spec)
     if kind == "model":
         from nametool.runtime.model import NameModel
         from nametool.train.evaluate import splits_from_meta
 
         model = NameModel.load(path)
-        return path, model.logits, model.meta, splits_from_meta(model.meta)
+        return path, Source(model.logits, model.meta, splits_from_meta(model.meta), model.sampling_logits)
     require_torch()
     from nametool.train.checkpoint import load_checkpoint
     from nametool.train.reference import torch_logits_fn
 
     ckpt = load_checkpoint(path)
-    return path, torch_logits_fn(ckpt), ckpt.meta, ckpt.splits
+    return path, Source(torch_logits_fn(ckpt), ckpt.meta, ckpt.splits)
 
 
 def load_checkpoint_source(spec: str | None):
@@ -110,10 +112,10 @@ def evaluate(source, samples, seed, as_json):
 
     Default: the newest checkpoint under ./runs/. Both kinds give the same numbers.
     """
-    from nametool.train.evaluate import Source, evaluate, format_report
+    from nametool.train.evaluate import evaluate, format_report
 
-    _, logits, meta, splits = load_source(source)
-    report = evaluate(Source(logits, meta, splits), samples=samples, seed=seed)
+    _, found = load_source(source)
+    report = evaluate(found, samples=samples, seed=seed)
     click.echo(json.dumps(report, ensure_ascii=False, indent=1) if as_json else format_report(report), nl=as_json)
 
 
@@ -194,8 +196,9 @@ def plot_next_command(source, context, top, out, force):
     from nametool.runtime.model import next_char_distribution
     from nametool.train.plots import plot_next
 
-    path, logits, meta, _ = load_source(source)
-    dist = next_char_distribution(logits, meta, context)
+    path, found = load_source(source)
+    meta = found.meta
+    dist = next_char_distribution(found.logits, meta, context)
     target = Path(out) if out else _default_out(path, f"next-{context or 'start'}.png")
     plot_next(dist, context, meta.vocab.end_token, path.name, target, top=top, force=force)
     click.echo(f"wrote {target}")

@@ -29,6 +29,7 @@ class Source:
     logits: generation.LogitsFn
     meta: ModelMeta
     splits: dict[str, list[str]]
+    sampling: generation.LogitsFn | None = None  # what names are drawn from, if not logits (an exact file's integers)
 
 
 def splits_from_meta(meta: ModelMeta) -> dict[str, list[str]]:
@@ -50,7 +51,8 @@ def split_loss(logits_fn: generation.LogitsFn, meta: ModelMeta, names: list[str]
 
 def sample_quality(source: Source, count: int, seed: int) -> dict:
     """How generated names compare with the training names."""
-    names = generation.generate(source.logits, source.meta, generation.Request(count=count), generation.make_rng(seed))
+    draw_from = source.logits if source.sampling is None else source.sampling
+    names = generation.generate(draw_from, source.meta, generation.Request(count=count), generation.make_rng(seed))
     train = set(source.splits["train"])
     bounds = source.meta.sampling
     generated = Counter(len(n) for n in names)
