@@ -196,7 +196,7 @@ def partial_sum_bounds(arrays: dict[str, np.ndarray], *, context_size: int, voca
         raise ModelFileError(f"{TANH}: the tanh table must hold an odd number (3 or more) of entries, "
                              f"not shape {tanh.shape}")
     if np.abs(tanh).max() > TANH_PEAK:
-        raise ModelFileError(f"{TANH}: values beyond +-{TANH_PEAK}")
+        raise ModelFileError(f"{TANH}: values beyond {TANH_PEAK} in magnitude")
     peak = int(np.abs(tanh).max())
     by_position = np.abs(tables.astype(np.int64)).reshape(context_size, vocab_size, width).max(axis=1).sum(axis=0)
     bias = _array(arrays, bias_name(1), (width,))

@@ -1,0 +1,207 @@
+"""The exact form: the spec's arithmetic, its checks, and the same names everywhere.
+
+The names of a seed are pinned by the SHA-256 of 100,000 of them: a machine whose CPU,
+BLAS or onnxruntime kernels differ must print the very same text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nametool.runtime import NameModel
+from nametool.runtime import exact as ex
+from nametool.runtime.errors import ModelFileError
+from nametool.runtime.uniforms import UniformStream
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "exact.md"
+# 100,000 names of seed 2026 at batch 4,096, joined by newlines: SHA-256 (onnxruntime on the
+# machine that exported the files; every engine, batch size and machine must give the same)
+PINNED = {"lecture": "bd9980bc82bc6d2b82e02c7287de49676863153dc48307f472f4673f834f9235",
+          "default": "60dfae6a737e56e7eee92d1677c4b62ce1c5f607cd0714c64e98f615a1b080f8"}
+
+# docs/exact.md's test vectors
+Z = np.array([[[52000, -18000, 30000, 1000], [-40000, 9000, 61000, 2000]]], dtype=np.float32)
+MULTIPLIERS = np.array([[300000, 310000, 290000, 305000], [250000, 260000, 240000, 255000]], dtype=np.int64)
+P = [13619091, 967075, 18015443, 952819]
+
+
+def digest(names: list[str]) -> str:
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()
+
+
+def test_the_exp_table_is_the_documented_one():
+    table = ex.make_exp_table()
+    assert len(table) == 3018 and table[:4].tolist() == [65536, 65280, 65026, 64772]
+    assert table[-4:].tolist() == [1, 1, 1, 0] and ex.check_exp_table(table) is None
+    assert "3,018 entries: it starts 65536, 65280, 65026, 64772" in DOCS.read_text()
+
+
+def test_the_spec_vectors():
+    """Each step by hand against the numbers docs/exact.md prints (which these also check)."""
+    table = ex.make_exp_table()
+    l = ex.member_logits(Z, MULTIPLIERS)
+    assert l.tolist() == [[[930, -333, 519, 18], [-596, 139, 873, 30]]]
+    assert ex.mixture(l, table)[0].tolist() == P
+    assert ex.mixture(l, table, t16=ex.temperature_fixed(0.5))[0].tolist() == [16114092, 54759, 17349612, 35964]
+    assert ex.mixture(l, table, t16=ex.temperature_fixed(2.0))[0].tolist() == [10495761, 3525670, 15696556, 3836441]
+    masked = ex.mixture(l, table, allowed=np.array([[False, True, True, True]]))
+    assert masked[0].tolist() == [0, 1382971, 29588277, 2583180]
+    mass = np.array([P])
+    for kept in (ex.filter_mass(mass, top_k=2), ex.filter_mass(mass, p16=ex.to_fixed(0.6)),
+                 ex.filter_mass(mass, m16=ex.to_fixed(0.1))):
+        assert kept[0].tolist() == [13619091, 0, 18015443, 0]
+    assert ex.exact_probs(Z, MULTIPLIERS, table, temperature=0)[0].tolist() == [0, 0, 1, 0]
+    u24 = ex.uniform_bits(UniformStream(0).random(4))
+    assert u24.tolist() == [14819496, 7239838, 443485, 16288696]
+    assert ex.draw_ids(np.repeat(mass, 4, axis=0), u24).tolist() == [2, 1, 0, 2]
+    text = DOCS.read_text()
+    assert all(str(v) in text for v in (*P, 16114092, 1382971, 14819496, 32577388))
+
+
+def test_ties_go_to_the_lower_id_and_zero_mass_is_never_drawn():
+    mass = np.array([[5, 0, 9, 9, 9]])
+    assert ex.filter_mass(mass, top_k=2)[0].tolist() == [0, 0, 9, 9, 0]
+    assert ex.exact_probs(np.zeros((1, 1, 5), np.float32), np.ones((1, 5), np.int64), ex.make_exp_table(),
+                          temperature=0)[0].tolist() == [1, 0, 0, 0, 0]
+    u24 = np.arange(0, 1 << 24, 4099, dtype=np.int64)
+    drawn = ex.draw_ids(np.repeat(mass, len(u24), axis=0), u24)
+    assert 1 not in drawn and set(drawn) == {0, 2, 3, 4}
+
+
+@pytest.mark.parametrize("value, fixed", [(1.0, 65536), (0.8, 52429), (2 ** -17, 0), (3 * 2 ** -17, 2),
+                                          (1e300, ex.MAX_T16)])
+def test_fixed_point_values_round_half_to_even(value, fixed):
+    assert ex.temperature_fixed(value) == fixed
+
+
+def test_the_bundled_exact_files_say_so_and_verify():
+    for name in ("default", "lecture"):
+        model = NameModel.load(name)
+        assert model.form == "exact" and model.meta.golden.tolerance == 0
+        assert max(model.meta.exact.bounds.values()) < 2 ** 24
+        assert model.integer_logits(np.zeros((2, model.context_size), np.int64)).shape == (
+            2, model.meta.model.members, len(model.vocab))
+    assert NameModel.load("default-float").form == "float"
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "numpy"])
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_100000_names_are_the_pinned_ones_on_either_engine(name, engine):
+    model = NameModel.load(name, engine=engine)
+    names = model.generate(100_000, seed=2026, batch_size=4096)
+    assert len(names) == 100_000 and len(set(names)) > 80_000
+    assert digest(names) == PINNED[name]
+    small = model.generate(2_000 if name == "default" else 20_000, seed=2026, batch_size=7)
+    assert small == names[:len(small)]
+    assert model.generate(300, seed=2026, batch_size=1) == names[:300]
+
+
+@pytest.mark.parametrize("batch", [1, 7, 4096])
+@pytest.mark.parametrize("engine", ["onnxruntime", "numpy"])
+def test_the_engines_integers_equal_torchs_on_every_validation_context(tiny_run, engine, batch):
+    pytest.importorskip("torch")
+    from nametool.export.sealing import validation_contexts
+    from nametool.runtime.onnxfile import read_onnx
+    from nametool.train.exact import exact_member_logits
+
+    result, onnx_path = tiny_run
+    model = NameModel.load(onnx_path, engine=engine)
+    meta, contexts = model.meta, validation_contexts(result.checkpoint)
+    expected = exact_member_logits(read_onnx(onnx_path.read_bytes()).initializers, contexts,
+                                   vocab_size=len(meta.vocab), members=meta.model.members,
+                                   layers=len(meta.model.hidden))
+    got = np.concatenate([model.integer_logits(contexts[i:i + batch]) for i in range(0, len(contexts), batch)])
+    assert len(contexts) > 100 and np.array_equal(got, expected)
+    assert np.array_equal(got, np.round(got)) and np.abs(got).max() < 2 ** 24
+
+
+def rewritten(src: Path, dst: Path, *, tensors=None, payload=None) -> Path:
+    """A copy of an exact file with initializers replaced (name -> array, or None to drop) or its
+    metadata JSON edited; the digests are left as export wrote them."""
+    import json
+
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(src))
+    for name, value in (tensors or {}).items():
+        kept = [t for t in proto.graph.initializer if t.name != name]
+        del proto.graph.initializer[:]
+        proto.graph.initializer.extend(kept)
+        if value is not None:
+            proto.graph.initializer.append(numpy_helper.from_array(value, name))
+    if payload is not None:
+        entry = next(p for p in proto.metadata_props if p.key == "nametool")
+        data = json.loads(entry.value)
+        payload(data["exact"])
+        entry.value = json.dumps(data)
+    onnx.save(proto, str(dst))
+    return dst
+
+
+def stored(path: Path) -> dict:
+    from nametool.runtime.onnxfile import read_onnx
+
+    return read_onnx(path.read_bytes()).initializers
+
+
+BAD_FILES = {
+    "tables past 2^24": (lambda a: {ex.TABLES: np.full_like(a[ex.TABLES], 32767),
+                                    ex.bias_name(1): np.full_like(a[ex.bias_name(1)], 2 ** 24)}, None,
+                         "a partial sum of layer1 can reach"),
+    "tanh table missing": (lambda a: {ex.TANH: None}, None, "exact.tanh"),
+    "tanh table of even length": (lambda a: {ex.TANH: a[ex.TANH][:-1]}, None, "odd number"),
+    "tanh table beyond 255": (lambda a: {ex.TANH: a[ex.TANH] * 2}, None, "values beyond 255 in magnitude"),
+    "scale not a power of two": (lambda a: {ex.scale_name(1): a[ex.scale_name(1)] * np.float32(0.75)}, None,
+                                 "power of two"),
+    "float tables": (lambda a: {ex.TABLES: a[ex.TABLES].astype(np.float32)}, None, "expected integers"),
+    "exp table cut": (None, lambda e: e.update(exp_table=e["exp_table"][:-1]), "end with one 0"),
+    "exp table rising": (None, lambda e: e["exp_table"].__setitem__(5, 70000), "fall"),
+    "stated bounds loosened": (None, lambda e: e["bounds"].update(layer1=1), "differ from the stored"),
+    "multipliers missing a row": (None, lambda e: e.update(multipliers=e["multipliers"][:-1] + []),
+                                  "exact.multipliers has shape"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_a_broken_exact_file_fails_to_load_in_one_line(tiny_run, tmp_path, case):
+    from click.testing import CliRunner
+
+    from nametool.runtime.cli import main as run_main
+
+    tensors, payload, message = BAD_FILES[case]
+    _, onnx_path = tiny_run
+    if case == "multipliers missing a row":  # the tiny model has one member: give it none
+        payload = lambda e: e.update(multipliers=[])  # noqa: E731
+    bad = rewritten(onnx_path, tmp_path / "bad.onnx", tensors=None if tensors is None else tensors(stored(onnx_path)),
+                    payload=payload)
+    for engine in ("onnxruntime", "numpy"):
+        with pytest.raises(ModelFileError, match=message):
+            NameModel.load(bad, engine=engine)
+    for command in (["verify", str(bad)], ["generate", "--model", str(bad), "-n", "3"]):
+        out = CliRunner().invoke(run_main, command)
+        assert out.exit_code == 1 and message.split(" ")[0] in out.output, out.output
+        assert len(out.output.strip().splitlines()) == 1 and "Traceback" not in out.output
+
+
+def test_export_refuses_a_model_past_the_bounds_in_one_line(tiny_run, tmp_path):
+    """An output bias ten thousand nats large cannot sit on the weights' integer scale below 2^24."""
+    pytest.importorskip("torch")
+    import copy
+
+    import torch
+
+    from nametool.export.onnx_export import export_onnx
+    from nametool.runtime.errors import NametoolError
+
+    result, _ = tiny_run
+    ckpt = copy.deepcopy(result.checkpoint)
+    with torch.no_grad():
+        ckpt.model.mlp[-1].bias.add_(1e4)
+    with pytest.raises(NametoolError, match="a partial sum of output can reach .* export with --form float"):
+        export_onnx(ckpt, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
