@@ -46,7 +46,8 @@ def main() -> None:
             path = Path(folder) / f"{form}.onnx"
             export_onnx(result.checkpoint, path, form=form)
             model = NameModel.load(path)
-            losses = [split_loss(model.logits, model.meta, result.checkpoint.splits[s]) for s in ("train", "val", "test")]
+            splits = result.checkpoint.splits
+            losses = [split_loss(model.logits, model.meta, splits[s]) for s in ("train", "val", "test")]
             print(f"| {form} | " + " | ".join(f"{v:.5f}" for v in losses) + f" | {path.stat().st_size / 1024:.0f} |")
 
 

@@ -27,7 +27,7 @@ class NotExactable(NametoolError):
     """A model the exact form cannot represent; ``--form float`` can."""
 
 
-def exact_arrays(members: list[dict[str, np.ndarray]], context_size: int) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+def exact_arrays(members: list[dict], context_size: int) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
     """(initializers by ``runtime.exact`` name, multipliers (members, vocab) int64, tanh half-width N)
     from each member's float weights: ``embed`` (vocab, embed), ``linear`` [(weight (out, in), bias)]."""
     tanh, half = tanh_table()

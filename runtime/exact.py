@@ -70,7 +70,7 @@ def member_logits(z: np.ndarray, multipliers: np.ndarray) -> np.ndarray:
     return (z * multipliers + (1 << (LOGIT_SHIFT - 1))) >> LOGIT_SHIFT
 
 
-def mixture(l: np.ndarray, exp_table: np.ndarray, *, allowed: np.ndarray | None = None,
+def mixture(logits: np.ndarray, exp_table: np.ndarray, *, allowed: np.ndarray | None = None,
             t16: int = FIXED_ONE) -> np.ndarray:
     """P (rows, vocab) int64: the members' normalised integer distributions summed.
 
@@ -79,9 +79,9 @@ def mixture(l: np.ndarray, exp_table: np.ndarray, *, allowed: np.ndarray | None 
     ``exp_table`` ends with a 0 that every ``d`` past the table maps to.
     """
     if allowed is not None:
-        l = np.where(allowed[:, None, :], l, np.iinfo(np.int64).min)
-    top = l.max(axis=2, keepdims=True)
-    d = top - l
+        logits = np.where(allowed[:, None, :], logits, np.iinfo(np.int64).min)
+    top = logits.max(axis=2, keepdims=True)
+    d = top - logits
     if allowed is not None:
         np.maximum(d, 0, out=d)  # masked ids: any index, their mass is zeroed below
     if t16 != FIXED_ONE:

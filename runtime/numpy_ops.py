@@ -186,6 +186,8 @@ OPS = {
     "Constant": lambda attrs: attrs["value"],
     "Transpose": _transpose,
 }
+
+
 def _table_lookup(attrs, x, scale, table):
     """``Gather(table, Cast(Clip(Floor(x * scale), 0, len(table) - 1)))``, in place after the product."""
     index = np.multiply(x, scale, dtype=np.float32)
@@ -194,7 +196,8 @@ def _table_lookup(attrs, x, scale, table):
     return np.take(table, index.astype(np.intp), mode="clip")  # NaN would cast to any int: clipped too
 
 
+# ours: made by numpy_engine on load, never accepted from a file
 FUSED_OPS = {"GatherSum": _gather_sum, "TableLookup": _table_lookup,
-             "MatMulFloat32": lambda attrs, a, b: np.matmul(a, b)}  # ours: made by numpy_engine on load, never accepted from a file
+             "MatMulFloat32": lambda attrs, a, b: np.matmul(a, b)}
 AXES_OPS = {"Unsqueeze": (_unsqueeze, 1), "Squeeze": (_squeeze, 1), "ReduceLogSumExp": (_reduce_log_sum_exp, 1),
             "ReduceSum": (_reduce_sum, 1)}
