@@ -174,6 +174,13 @@ def score(names, model_path, fmt, engine) -> None:
     write_text("\n".join(lines) + "\n")
 
 
+def _form_line(facts: dict) -> str:
+    if facts["form"] != "exact":
+        return "float: near-identical names across engines and devices"
+    bounds = ", ".join(f"{layer} {bound:,}" for layer, bound in facts["bounds"].items())
+    return f"exact: integers and tables, the same names on every device; partial sums up to {bounds} (below 2^24)"
+
+
 @main.command()
 @click.argument("model_path", required=False, metavar="[MODEL]")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -197,6 +204,7 @@ def format_summary(f: dict) -> str:
     lines = [
         f"model        {f['path']} ({f['file_bytes'] / 1024:.1f} KiB, schema {f['schema_version']})",
         f"engine       {f['engine']}",
+        f"form         {_form_line(f)}",
         f"vocabulary   {v['size']}: {v['chars']} + end {v['end_token']!r}",
         f"network      {m['description']}; {m['parameters']:,} parameters; first layer {f['first_layer']}",
         f"sampling     temperature {s['temperature']}, length {s['min_len']}-{s['max_len']}",
@@ -211,7 +219,8 @@ def format_summary(f: dict) -> str:
     ]
     q = f["quantization"]
     if q:
-        lines.append(f"quantized    {q['scheme']}: mean KL {q['mean_kl']:.5f} nats, val loss "
+        label = "from float" if f["form"] == "exact" else "quantized"
+        lines.append(f"{label:12s} {q['scheme']}: mean KL {q['mean_kl']:.5f} nats, val loss "
                      f"{q['val_loss_fp32']:.4f} -> {q['val_loss']:.4f}")
     if f["data_notice"]:
         lines.append(f"data notice  {len(f['data_notice']):,} characters of credits and licences (--json shows them)")
@@ -304,18 +313,22 @@ def write_table(table, itos, fmt: str) -> None:
 @click.argument("out_dir", type=click.Path(path_type=Path), metavar="OUT_DIR")
 @click.option("--model", "model_path", default=None, metavar="NAME|PATH",
               help="A nametool .onnx file, or a bundled model by name (default: the bundled default).")
+@click.option("--engine", "site_engine", type=click.Choice(["js", "onnxruntime-web"]), default=None,
+              help="What runs the model in the page: js (the page's own engine, exact files only, no "
+                   "onnxruntime-web in the site) or onnxruntime-web (its 14 MB wasm build copied in; "
+                   "float files need it). Default: js for an exact file, onnxruntime-web for a float one.")
 @click.option("--ort-dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
               help="onnxruntime-web's files (its dist folder, or an npm tree holding it); "
                    "default: found on this machine, else fetched once with npm.")
 @click.option("--force", is_flag=True, help="Replace OUT_DIR if it exists.")
 @user_errors
-def web(out_dir, model_path, ort_dir, force) -> None:
+def web(out_dir, model_path, site_engine, ort_dir, force) -> None:
     """Write a static site to OUT_DIR that runs the model in a browser tab, offline: names,
     next-character bars, the embedding map. Serve it with any static server, e.g.
     `python -m http.server -d OUT_DIR`; scripts can use its API, window.nametool."""
     from nametool.runtime.website import build_site
 
-    files = build_site(out_dir, model_path, ort_dir=ort_dir, force=force)
+    files = build_site(out_dir, model_path, engine=site_engine, ort_dir=ort_dir, force=force)
     size = sum(f.stat().st_size for f in files)
     write_text(f"wrote {out_dir}: {len(files)} files, {size / 1e6:.1f} MB; "
                f"serve it with: python -m http.server -d {out_dir}\n")
@@ -342,14 +355,15 @@ def models(as_json, engine) -> None:
         rows.append({"name": name, "file_bytes": path.stat().st_size,
                      "parameters": m.parameter_count(len(model.vocab)),
                      "config": m.describe(),
-                     "int8": model.meta.quantization is not None,
+                     "form": model.form,
+                     "int8": model.meta.quantization is not None and model.form == "float",
                      "test_loss": model.meta.provenance.test_loss, "names_per_second": round(speed)})
     if as_json:
         write_text(json.dumps(rows, indent=1) + "\n")
         return
-    lines = [f"{'name':14s} {'size':>9s} {'params':>9s} {'test loss':>9s} {'names/s':>9s}  configuration"]
+    lines = [f"{'name':14s} {'form':5s} {'size':>9s} {'params':>9s} {'test loss':>9s} {'names/s':>9s}  configuration"]
     for r in rows:
-        lines.append(f"{r['name']:14s} {r['file_bytes'] / 1024:7.0f}Ki {r['parameters']:9,} "
+        lines.append(f"{r['name']:14s} {r['form']:5s} {r['file_bytes'] / 1024:7.0f}Ki {r['parameters']:9,} "
                      f"{r['test_loss']:9.4f} {r['names_per_second']:9,}  {r['config']}"
                      + (" (int8)" if r["int8"] else ""))
     write_text("\n".join(lines) + "\n")

@@ -1,9 +1,12 @@
 """``nametool-run web``: a static site that runs one model file in the browser, offline.
 
-The page and its module (``nametool.web``: a few KB) ship in the wheel; onnxruntime-web's
-wasm build (14 MB) does not. It comes from the npm package, found in this order: ``--ort-dir``,
-``$NAMETOOL_ORT_WEB``, a source checkout's ``web/node_modules`` (after ``npm ci`` there), the
-user cache, and last ``npm install`` into that cache (npm's registry, once).
+Two engines. ``js`` (the default for an exact file): the page's own module computes the
+exact form's integers, so the site is the page (``nametool.web``: a few dozen KB, in the
+wheel) and the model, nothing else. ``onnxruntime-web`` (a float file needs it): the site
+also carries onnxruntime-web's wasm build (14 MB), which the wheel does not. It comes from
+the npm package, found in this order: ``--ort-dir``, ``$NAMETOOL_ORT_WEB``, a source
+checkout's ``web/node_modules`` (after ``npm ci`` there), the user cache, and last ``npm
+install`` into that cache (npm's registry, once).
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ PAGE_FILES = ("index.html", "app.js", "nametool.js", "style.css")
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 MODEL_NAME = "model.onnx"
 ORT_ENV = "NAMETOOL_ORT_WEB"
+ENGINES = ("js", "onnxruntime-web")
+ENGINE_TAG = '<meta name="nametool-engine" content="js">'  # index.html's default, rewritten per site
 NOTICE = """This site was written by nametool-run web (nametool, MIT licence).
-ort.wasm.min.mjs, ort-wasm-simd-threaded.mjs and ort-wasm-simd-threaded.wasm are
+"""
+ORT_NOTICE = """ort.wasm.min.mjs, ort-wasm-simd-threaded.mjs and ort-wasm-simd-threaded.wasm are
 onnxruntime-web {version}, Copyright (c) Microsoft Corporation, MIT licence:
 https://github.com/microsoft/onnxruntime
 """
@@ -94,8 +100,31 @@ def _npm_install(folder: Path) -> Path:
     return found
 
 
-def build_site(out_dir: Path, model_spec=None, *, ort_dir: Path | None = None, force: bool = False) -> list[Path]:
-    """Write the page, the model (checked first) and onnxruntime-web's files into ``out_dir``.
+def site_engine(engine: str | None, form: str, path) -> str:
+    """The engine a site runs its model on: ``engine``, or by default ``js`` for an exact file
+    and ``onnxruntime-web`` for a float one, which the js engine cannot run."""
+    if engine is None:
+        return "js" if form == "exact" else "onnxruntime-web"
+    if engine not in ENGINES:
+        raise RequestError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+    if engine == "js" and form != "exact":
+        raise RequestError(f"{path} is a float-form file, which the js engine cannot run; "
+                           "pass --engine onnxruntime-web (or export the model in the exact form)")
+    return engine
+
+
+def _page(engine: str) -> str:
+    """index.html with the site's engine in its nametool-engine tag."""
+    page = (web_folder() / "index.html").read_text()
+    if ENGINE_TAG not in page:
+        raise NametoolError(f"{web_folder() / 'index.html'} lacks its engine tag {ENGINE_TAG}; reinstall nametool")
+    return page.replace(ENGINE_TAG, ENGINE_TAG.replace('"js"', f'"{engine}"'))
+
+
+def build_site(out_dir: Path, model_spec=None, *, engine: str | None = None, ort_dir: Path | None = None,
+               force: bool = False) -> list[Path]:
+    """Write the page, the model (checked first) and, for the onnxruntime-web engine, its files
+    into ``out_dir``. ``engine``: ``js`` or ``onnxruntime-web``; None: by the model's form.
 
     The folder is built beside its final name and renamed into place: on any error nothing
     is left, and an existing folder is replaced only with ``force``.
@@ -107,7 +136,9 @@ def build_site(out_dir: Path, model_spec=None, *, ort_dir: Path | None = None, f
     if out_dir.exists() and not out_dir.is_dir():
         raise NametoolError(f"{out_dir} is a file, not a folder")
     model = NameModel.load(model_spec, engine="numpy", large=False)  # a bad file stops here, in one line
-    dist = find_ort_web(ort_dir)
+    engine = site_engine(engine, model.form, model.path)
+    dist = find_ort_web(ort_dir) if engine == "onnxruntime-web" else None
+    page = _page(engine)
     parent = out_dir.resolve().parent
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
@@ -116,9 +147,13 @@ def build_site(out_dir: Path, model_spec=None, *, ort_dir: Path | None = None, f
     try:
         for name in PAGE_FILES:
             shutil.copyfile(web_folder() / name, staging / name)
-        for name in ORT_FILES:
-            shutil.copyfile(dist / name, staging / name)
-        (staging / "NOTICE.txt").write_text(NOTICE.format(version=_installed_version(dist)))
+        (staging / "index.html").write_text(page, encoding="utf-8")
+        notice = NOTICE
+        if dist is not None:
+            for name in ORT_FILES:
+                shutil.copyfile(dist / name, staging / name)
+            notice += ORT_NOTICE.format(version=_installed_version(dist))
+        (staging / "NOTICE.txt").write_text(notice)
         shutil.copyfile(model.path, staging / MODEL_NAME)
         staging.chmod(0o755)
         if out_dir.exists():

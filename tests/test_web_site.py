@@ -12,7 +12,13 @@ from nametool.runtime import website as site
 from nametool.runtime.cli import main
 from nametool.runtime.errors import RequestError
 from nametool.runtime.model import bundled_models
+from nametool.runtime.model import NameModel
 from nametool.runtime.website import MODEL_NAME, ORT_FILES, PAGE_FILES
+
+FORMS = {name: NameModel.load(path, engine="numpy").form for name, path in bundled_models().items()}
+EXACT = next((name for name, form in FORMS.items() if form == "exact"), None)
+FLOAT = next((name for name, form in FORMS.items() if form == "float"), None)
+SITE_LIMIT = 2_500_000  # bytes: a js-engine site with the default model
 
 
 @pytest.fixture
@@ -31,7 +37,7 @@ def web(*args):
 
 def test_the_site_has_the_page_the_model_and_onnxruntime_web(tmp_path, ort_dir):
     out = tmp_path / "site"
-    result = web(out, "--model", "lecture", "--ort-dir", ort_dir)
+    result = web(out, "--model", "lecture", "--engine", "onnxruntime-web", "--ort-dir", ort_dir)
     assert result.exit_code == 0, result.output
     assert f"wrote {out}: 9 files" in result.output and "python -m http.server -d" in result.output
     assert sorted(p.name for p in out.iterdir()) == sorted([*PAGE_FILES, *ORT_FILES, MODEL_NAME, "NOTICE.txt"])
@@ -63,7 +69,7 @@ def test_a_bad_model_is_refused_before_anything_is_written(tmp_path, ort_dir):
 
 
 def test_an_ort_dir_without_the_wasm_build_is_named(tmp_path):
-    result = web(tmp_path / "site", "--ort-dir", tmp_path)
+    result = web(tmp_path / "site", "--engine", "onnxruntime-web", "--ort-dir", tmp_path)
     assert result.exit_code == 1
     assert result.output == (f"Error: {tmp_path}: no onnxruntime-web build there (needs {', '.join(ORT_FILES)})\n")
     assert not (tmp_path / "site").exists()
@@ -91,3 +97,65 @@ def test_the_pinned_version_is_the_one_the_lock_file_holds():
 
     lock = json.loads((site.web_folder() / "package-lock.json").read_text())
     assert lock["packages"]["node_modules/onnxruntime-web"]["version"] == site.ort_web_version()
+
+
+def engine_tag(out: Path) -> str:
+    import re
+
+    return re.search(r'<meta name="nametool-engine" content="([^"]*)">', (out / "index.html").read_text()).group(1)
+
+
+@pytest.mark.skipif(EXACT is None, reason="no bundled model is in the exact form")
+def test_an_exact_file_gets_the_js_engine_and_no_onnxruntime_web(tmp_path, monkeypatch):
+    def no_ort(*args, **kwargs):
+        raise AssertionError("the js engine needs no onnxruntime-web")
+
+    monkeypatch.setattr(site, "find_ort_web", no_ort)
+    out = tmp_path / "site"
+    result = web(out, "--model", EXACT)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted([*PAGE_FILES, MODEL_NAME, "NOTICE.txt"])
+    assert engine_tag(out) == "js" and "onnxruntime" not in (out / "NOTICE.txt").read_text()
+    assert (out / "app.js").read_bytes() == (site.web_folder() / "app.js").read_bytes()
+    assert f"wrote {out}: 6 files" in result.output
+
+
+@pytest.mark.skipif(FORMS.get("default") != "exact", reason="the bundled default is not in the exact form")
+def test_the_default_js_site_is_small():
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        files = site.build_site(Path(folder) / "site")
+        assert sum(f.stat().st_size for f in files) < SITE_LIMIT
+
+
+@pytest.mark.skipif(EXACT is None, reason="no bundled model is in the exact form")
+def test_an_exact_file_can_run_on_onnxruntime_web(tmp_path, ort_dir):
+    out = tmp_path / "site"
+    result = web(out, "--model", EXACT, "--engine", "onnxruntime-web", "--ort-dir", ort_dir)
+    assert result.exit_code == 0, result.output
+    assert {*ORT_FILES} <= {p.name for p in out.iterdir()} and engine_tag(out) == "onnxruntime-web"
+
+
+@pytest.mark.skipif(FLOAT is None, reason="no bundled model is in the float form")
+def test_a_float_file_gets_onnxruntime_web_by_default(tmp_path, ort_dir):
+    out = tmp_path / "site"
+    assert web(out, "--model", FLOAT, "--ort-dir", ort_dir).exit_code == 0
+    assert {*ORT_FILES} <= {p.name for p in out.iterdir()} and engine_tag(out) == "onnxruntime-web"
+
+
+@pytest.mark.skipif(FLOAT is None, reason="no bundled model is in the float form")
+def test_a_float_file_with_the_js_engine_is_refused_in_one_line(tmp_path, ort_dir):
+    out = tmp_path / "site"
+    result = web(out, "--model", FLOAT, "--engine", "js", "--ort-dir", ort_dir)
+    path = bundled_models()[FLOAT]
+    assert result.exit_code == 1
+    assert result.output == (f"Error: {path} is a float-form file, which the js engine cannot run; pass --engine "
+                             "onnxruntime-web (or export the model in the exact form)\n")
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_an_unknown_engine_is_a_usage_error(tmp_path):
+    result = web(tmp_path / "site", "--engine", "wasm")
+    assert result.exit_code == 2 and "'wasm' is not one of 'js', 'onnxruntime-web'" in result.output
+    assert not (tmp_path / "site").exists()

@@ -1,13 +1,39 @@
 // The page: generate names, next-character bars, the embedding map, model info. Its API for
 // scripts is window.nametool (ready, generate, next, embeddings, info, load).
-import * as ort from "./ort.wasm.min.mjs";
-import { NameModel, project2d } from "./nametool.js";
+//
+// An exact file runs on nametool.js's own integer engine unless the page is asked for
+// onnxruntime-web (the site's default, in index.html's nametool-engine meta tag, or
+// ?engine=onnxruntime-web); a float file always runs on onnxruntime-web. Its wasm build is
+// fetched only when a file needs it: a site written with --engine js does not carry it.
+import { ENGINES, NameModel, project2d } from "./nametool.js";
 
-ort.env.wasm.wasmPaths = new URL("./", import.meta.url).href; // the site carries its wasm: no CDN
-ort.env.wasm.numThreads = 1; // threads need cross-origin isolation headers a plain server does not send
+const ORT_MODULE = "./ort.wasm.min.mjs";
+const SHOWN_NAMES = 1000;
+let ortLoading = null;
+
+function loadOrt() {
+  ortLoading ??= import(ORT_MODULE).then((ort) => {
+    ort.env.wasm.wasmPaths = new URL("./", import.meta.url).href; // the site carries its wasm: no CDN
+    ort.env.wasm.numThreads = 1; // threads need cross-origin isolation headers a plain server does not send
+    return ort;
+  }, () => {
+    ortLoading = null;
+    throw new Error("this file needs onnxruntime-web, which this site does not carry "
+      + "(write the site with: nametool-run web --engine onnxruntime-web)");
+  });
+  return ortLoading;
+}
+
+function siteEngine() {
+  const asked = new URLSearchParams(location.search).get("engine")
+    || document.querySelector("meta[name=nametool-engine]")?.content || "js";
+  if (!ENGINES.includes(asked)) throw new Error(`engine ${JSON.stringify(asked)} is not one of ${ENGINES.join(", ")}`);
+  return asked;
+}
 
 const $ = (id) => document.getElementById(id);
 let model = null;
+let modelBytes = null; // the loaded file, to run it again on the other engine
 const timings = {};
 
 function showError(error) {
@@ -33,12 +59,15 @@ async function shown(work) {
   }
 }
 
-async function load(bytes, source) {
+async function load(bytes, source, { engine = $("engine").value } = {}) {
   const started = performance.now();
-  const loaded = await NameModel.load(ort, bytes, { source });
+  const loaded = await NameModel.load(loadOrt, bytes, { source, engine });
   model = loaded;
+  modelBytes = bytes;
   timings.loadMs = performance.now() - started;
-  $("status").textContent = `${source}: ${describe(model)}; loaded and checked in ${timings.loadMs.toFixed(0)} ms`;
+  const runs = model.engine === "js" ? "the JavaScript engine" : "onnxruntime-web";
+  $("status").textContent = `${source}: ${describe(model)}; ${model.form} form on ${runs}; `
+    + `loaded and checked in ${timings.loadMs.toFixed(0)} ms`;
   renderInfo();
   renderMembers();
   await Promise.all([renderNext(), renderMap()]);
@@ -64,7 +93,9 @@ function renderInfo() {
     ["trained on", p.name_count ? `${p.name_count.toLocaleString()} names, ${p.steps} steps` : "unknown"],
     ["test loss", p.test_loss ? `${p.test_loss.toFixed(4)} nats/char` : "unknown"],
     ["names it knows", info.knownNames.toLocaleString()],
-    ["golden rows", info.verified.rows ? `${info.verified.rows} match (max |dp| ${info.verified.maxDeviation.toExponential(1)})` : "none"],
+    ["form", info.form === "exact" ? "exact (integers: the CLI's names on every device)" : "float"],
+    ["engine", info.engine === "js" ? "JavaScript (nametool.js)" : "onnxruntime-web (wasm)"],
+    ["golden rows", goldenLine(info.verified)],
   ];
   $("info").replaceChildren(...rows.flatMap(([k, v]) => {
     const dt = document.createElement("dt");
@@ -73,6 +104,12 @@ function renderInfo() {
     dd.textContent = v;
     return [dt, dd];
   }));
+}
+
+function goldenLine(verified) {
+  if (!verified.rows) return "none";
+  if (verified.exact) return `${verified.rows} match exactly (integer masses)`;
+  return `${verified.rows} match (max |dp| ${verified.maxDeviation.toExponential(1)})`;
 }
 
 function renderMembers() {
@@ -131,11 +168,15 @@ function formOptions() {
 
 async function generateIntoPage(options) {
   const names = await model.generate(options);
-  $("names").replaceChildren(...names.map((name) => {
+  // a list of 100,000 items takes the browser tens of seconds to lay out: show the first ones
+  $("names").replaceChildren(...names.slice(0, SHOWN_NAMES).map((name) => {
     const item = document.createElement("li");
     item.textContent = name;
     return item;
   }));
+  $("names-note").hidden = names.length <= SHOWN_NAMES;
+  $("names-note").textContent = `the first ${SHOWN_NAMES.toLocaleString("en")} of ${names.length.toLocaleString("en")} names`
+    + " (window.nametool.generate returns them all)";
   return names;
 }
 
@@ -153,7 +194,7 @@ const api = {
     return { chars: table.chars, rows: table.rows.map((r) => Array.from(r)) };
   }),
   info: () => loaded().info(),
-  load: (bytes, source = "a file") => shown(() => load(bytes, source)),
+  load: (bytes, source = "a file", options = {}) => shown(() => load(bytes, source, options)),
 };
 window.nametool = api;
 
@@ -170,12 +211,20 @@ $("context").addEventListener("input", () => {
   pending = setTimeout(() => shown(renderNext).catch(() => {}), 50);
 });
 $("member").addEventListener("change", () => shown(renderMap).catch(() => {}));
+$("engine").addEventListener("change", () => {
+  if (!modelBytes) return;
+  const wanted = $("engine").value;
+  shown(() => load(modelBytes, model.source, { engine: wanted })).catch(() => {
+    $("engine").value = model.engine; // the loaded model stays
+  });
+});
 $("file").addEventListener("change", async () => {
   const file = $("file").files[0];
   if (file) await api.load(new Uint8Array(await file.arrayBuffer()), file.name).catch(() => {});
 });
 
 api.ready = (async () => {
+  $("engine").value = siteEngine();
   const source = new URLSearchParams(location.search).get("model") || "model.onnx";
   const response = await fetch(source).catch((error) => { throw new Error(`cannot fetch ${source} (${error.message})`); });
   if (!response.ok) throw new Error(`cannot fetch ${source} (HTTP ${response.status})`);

@@ -1,8 +1,10 @@
 // nametool in the browser: load a nametool .onnx file from its bytes, check it, and sample
 // names with the semantics of the Python runtime (nametool.runtime): the same random stream
-// (docs/random.md), the same sampler arithmetic (runtime/sampling.py), the same order of
-// draws (runtime/generation.py). onnxruntime-web computes the logits; it is passed in, so
-// this module runs in a page and in Node alike.
+// (docs/random.md), the same sampler arithmetic (runtime/sampling.py for float files,
+// docs/exact.md and runtime/exact.py for exact ones), the same order of draws
+// (runtime/generation.py). An exact file runs on this module's own integer engine (no
+// dependency) or on onnxruntime-web; a float file on onnxruntime-web. onnxruntime-web is
+// passed in, so this module runs in a page and in Node alike.
 
 export const SCHEMA_VERSIONS = [1];
 export const INPUT_NAME = "context";
@@ -17,6 +19,7 @@ const ROW_MULTIPLE = 4; // calls padded as the Python runtime pads onnxruntime's
 // 2-core Xeon): the folded default model took 10.4 ms per 1,024 rows in calls of 128 against
 // 14.1 ms in one call; the plain lecture model was fastest whole (1.25 ms).
 const ROWS_PER_CALL = { folded: 128, plain: Infinity };
+const CACHE_VALUES = 1 << 21; // an exact file's cached graph rows: 8 MB of int32
 const SHARE_UNTIL = 0.9; // rows with equal contexts share a model row until this share is distinct
 const DEFAULT_BATCH_SIZE = 1024;
 
@@ -212,6 +215,372 @@ export function draw(logits, u, options = {}) {
   return id;
 }
 
+// ---- the exact form (docs/exact.md): integers from the context to the drawn id -----------
+
+// Every value below is an integer under 2^53, so JavaScript numbers hold it exactly; the
+// graph's partial sums stay below 2^24 (checked on load), so no order of summing rounds.
+const LOGIT_SHIFT = 2 ** 24; // l = (z * multiplier + 2^23) >> 24: logits in 2^-8 nats
+const MASS_ONE = 2 ** 24; // each member's distribution sums to at most 2^24
+const FIXED_ONE = 2 ** 16; // temperature, top-p and min-p as multiples of 2^-16
+const MAX_T16 = 2 ** 46;
+const MAX_MULTIPLIER = 2 ** 28;
+const PARTIAL_SUM_LIMIT = 2 ** 24; // float32 (onnxruntime's arithmetic) holds every integer below it
+const TANH_PEAK = 255;
+const END_ID = 0; // the end token's id, which pads a context's start
+const MAX_SHIFT = 23; // scales are powers of two from 2^-23 to 1
+
+// floor(a / b) for integers a >= 0, b > 0 below 2^53: the quotient of doubles, corrected by its remainder.
+export function floorDiv(a, b) {
+  let q = Math.floor(a / b);
+  const r = a - q * b;
+  if (r < 0) q -= 1;
+  else if (r >= b) q += 1;
+  return q;
+}
+
+// round(value * 2^16), ties to even, as Python's round: one exact product and a defined rounding.
+export function toFixed16(value) {
+  const x = value * FIXED_ONE;
+  const r = Math.floor(x);
+  const diff = x - r;
+  if (diff !== 0.5) return diff > 0.5 ? r + 1 : r;
+  return r % 2 === 0 ? r : r + 1;
+}
+
+// The top 24 bits of a draw of the stream: exact, since a uniform is k * 2^-53.
+export function uniformBits(u) {
+  return Math.floor(u * 2 ** 24);
+}
+
+// A member's logit in 2^-8 nats: (z * multiplier + 2^23) >> 24 (z * multiplier < 2^52: exact).
+export function exactLogit(z, multiplier) {
+  return Math.floor((z * multiplier + LOGIT_SHIFT / 2) / LOGIT_SHIFT);
+}
+
+function checkExpTable(table) {
+  check(Array.isArray(table) && table.length >= 2 && table.length <= 65536,
+    `the exp table has ${Array.isArray(table) ? table.length : 0} entries, expected 2 to 65,536`);
+  const falls = table.every((v, i) => Number.isInteger(v) && (i === 0 || v <= table[i - 1]));
+  const positive = table.slice(0, -1).every((v) => v > 0);
+  check(table[0] === FIXED_ONE && table[table.length - 1] === 0 && falls && positive,
+    `the exp table must start at ${FIXED_ONE}, fall, stay positive and end with one 0`);
+}
+
+// The sampler of docs/exact.md: the graph's integers z (members, vocab) of a row to P, then a draw.
+export class ExactSampler {
+  constructor(multipliers, expTable) {
+    checkExpTable(expTable);
+    check(Array.isArray(multipliers) && multipliers.length >= 1 && multipliers.every((row) => Array.isArray(row)
+      && row.length === multipliers[0].length), "exact.multipliers must be a (members, vocab) table");
+    check(multipliers.every((row) => row.every((m) => Number.isInteger(m) && m >= 1 && m < MAX_MULTIPLIER)),
+      "exact.multipliers must lie in 1..2^28-1");
+    this.members = multipliers.length;
+    this.vocabSize = multipliers[0].length;
+    this.multipliers = multipliers.map((row) => Float64Array.from(row));
+    this.expTable = Int32Array.from(expTable);
+    this.l = new Float64Array(this.vocabSize); // scratch: one member's logits
+    this.e = new Float64Array(this.vocabSize); // scratch: one member's unnormalised masses
+  }
+
+  // The request's integers: t16 (0: greedy), top-k (null: off), p16 and m16 (null: off).
+  settings({ temperature = 1, topK = null, topP = null, minP = null } = {}) {
+    return {
+      t16: Math.min(toFixed16(temperature), MAX_T16),
+      topK: topK !== null && topK < this.vocabSize ? topK : null,
+      p16: topP === null || topP >= 1 ? null : toFixed16(topP),
+      m16: minP ? toFixed16(minP) : null,
+    };
+  }
+
+  // P (Float64Array, vocab) of the row of z (members * vocab integers) starting at `at`. `allowed`:
+  // null, or a Uint8Array (vocab) with 0 for the ids the request forbids here.
+  probs(z, at, s, allowed = null) {
+    const V = this.vocabSize;
+    const P = new Float64Array(V);
+    const t16 = s.t16 === 0 ? FIXED_ONE : s.t16; // greedy: the largest P at T = 1
+    const { l, e, expTable } = this;
+    const last = expTable.length - 1;
+    for (let m = 0; m < this.members; m++) {
+      const mult = this.multipliers[m];
+      const base = at + m * V;
+      let top = -Infinity;
+      for (let v = 0; v < V; v++) {
+        if (allowed !== null && !allowed[v]) continue;
+        l[v] = exactLogit(z[base + v], mult[v]);
+        if (l[v] > top) top = l[v];
+      }
+      if (top === -Infinity) throw unusable(0, -Infinity);
+      let total = 0;
+      for (let v = 0; v < V; v++) {
+        if (allowed !== null && !allowed[v]) {
+          e[v] = 0;
+          continue;
+        }
+        let d = top - l[v];
+        if (t16 !== FIXED_ONE) d = floorDiv(d * FIXED_ONE, t16);
+        e[v] = expTable[d < last ? d : last];
+        total += e[v];
+      }
+      for (let v = 0; v < V; v++) if (e[v]) P[v] += floorDiv(e[v] * MASS_ONE, total);
+    }
+    if (s.t16 === 0) {
+      let best = 0;
+      for (let v = 1; v < V; v++) if (P[v] > P[best]) best = v;
+      P.fill(0);
+      P[best] = 1;
+      return P;
+    }
+    if (s.topK !== null || s.p16 !== null || s.m16) filterMass(P, s);
+    return P;
+  }
+
+  // The cumulative masses of P, whose last entry is the total.
+  static cumulative(P) {
+    const cdf = new Float64Array(P.length);
+    let running = 0;
+    for (let v = 0; v < P.length; v++) cdf[v] = running += P[v];
+    return cdf;
+  }
+
+  // The first id whose cumulative mass exceeds (u24 * total) >> 24; an id of mass 0 never.
+  static drawId(cdf, u24) {
+    const threshold = Math.floor((u24 * cdf[cdf.length - 1]) / 2 ** 24); // u24 * total < 2^52: exact
+    let id = 0;
+    while (cdf[id] <= threshold) id++;
+    return id;
+  }
+}
+
+// Top-k (ties to the lower id), top-p and min-p on P, in place, in that order.
+function filterMass(P, { topK, p16, m16 }) {
+  const order = Array.from(P.keys()).sort((a, b) => P[b] - P[a] || a - b);
+  const ranked = order.map((id) => P[id]);
+  if (topK !== null) ranked.fill(0, topK);
+  if (p16 !== null) {
+    const total = ranked.reduce((a, b) => a + b, 0);
+    let before = 0;
+    for (let r = 0; r < ranked.length; r++) {
+      const mass = ranked[r];
+      if (r > 0 && before * FIXED_ONE >= p16 * total) ranked[r] = 0; // < 2^52 on both sides
+      before += mass;
+    }
+  }
+  if (m16) {
+    for (let r = 1; r < ranked.length; r++) if (ranked[r] * FIXED_ONE < m16 * ranked[0]) ranked[r] = 0;
+  }
+  order.forEach((id, r) => { P[id] = ranked[r]; });
+}
+
+function sameDims(dims, expected) {
+  return dims.length === expected.length && dims.every((d, i) => d === expected[i]);
+}
+
+// The exact graph in JavaScript: what export/exact.py's ONNX graph computes, integer for integer.
+export class ExactGraph {
+  constructor(tensors, meta) {
+    const { context_size: C, hidden, members: M = 1, norm = "none" } = meta.model;
+    check(norm === "none", "the exact form has no layer norm, yet the metadata says norm 'layer'");
+    check(Array.isArray(hidden) && hidden.length >= 1 && hidden.every((h) => Number.isInteger(h) && h >= 1),
+      "metadata model.hidden must be one or more positive integers");
+    const V = meta.vocab.chars.length + 1;
+    Object.assign(this, { C, M, V, W: M * hidden[0] });
+    const integers = (name, dims) => {
+      const t = tensors[name];
+      check(t, `the exact form's tensor '${name}' is missing`);
+      check(!(t.values instanceof Float32Array), `${name}: expected integers, found float32`);
+      check(dims === null || sameDims(t.dims, dims), `${name}: shape [${t.dims}], expected [${dims}]`);
+      return t.values;
+    };
+    const shifts = (name, dims) => {
+      const t = tensors[name];
+      check(t, `the exact form's tensor '${name}' is missing`);
+      check(t.values instanceof Float32Array && sameDims(t.dims, dims),
+        `${name}: expected float32 of shape [${dims}]`);
+      return Int32Array.from(t.values, (scale) => {
+        const s = -Math.log2(scale);
+        check(Number.isInteger(s) && s >= 0 && s <= MAX_SHIFT && 2 ** -s === scale,
+          `${name}: every entry must be a power of two from 2^-23 to 1`);
+        return s;
+      });
+    };
+    this.tanh = integers("exact.tanh", null);
+    const N = (this.tanh.length - 1) / 2;
+    check(tensors["exact.tanh"].dims.length === 1 && this.tanh.length >= 3 && Number.isInteger(N),
+      "exact.tanh: the tanh table must hold an odd number (3 or more) of entries");
+    const peak = Math.max(...Array.from(this.tanh, Math.abs));
+    check(peak <= TANH_PEAK, `exact.tanh: values beyond +-${TANH_PEAK}`);
+    this.high = 2 * N;
+    this.tables = integers("exact.tables", [C * V, this.W]);
+    this.bias1 = integers("exact.bias1", [this.W]);
+    this.shift1 = shifts("exact.scale1", [this.W]);
+    this.layers = [];
+    for (let L = 2; L <= hidden.length; L++) {
+      const [inner, outer] = [hidden[L - 2], hidden[L - 1]];
+      this.layers.push({
+        inner,
+        outer,
+        weight: integers(`exact.weight${L}`, [M, inner, outer]),
+        bias: integers(`exact.bias${L}`, [M, 1, outer]),
+        shift: shifts(`exact.scale${L}`, [M, 1, outer]),
+      });
+    }
+    const last = hidden[hidden.length - 1];
+    this.output = {
+      inner: last, outer: V, weight: integers("exact.out_weight", [M, last, V]), bias: integers("exact.out_bias", [M, 1, V]),
+    };
+    this.checkBounds(meta.exact.bounds, peak);
+  }
+
+  // Computed in float64 (integers, exact: every partial sum is below 2^24, in any order), dense
+  // layers as dot products over weights laid out (members, outer, inner): twice as fast in V8
+  // as int32 arithmetic over the file's (members, inner, outer). Made on the first run only: a
+  // file run on onnxruntime-web is checked here but never run.
+  prepare() {
+    const { C, V, W, M } = this;
+    this.tablesF = Float64Array.from(this.tables);
+    // Contexts start with the end id, as padding, in most positions: leading[k * W + u] is unit
+    // u's bias plus its table rows for k leading end ids, so a context adds only its other rows.
+    this.leading = new Float64Array((C + 1) * W);
+    this.leading.set(this.bias1);
+    for (let k = 1; k <= C; k++) {
+      const row = ((k - 1) * V + END_ID) * W;
+      for (let u = 0; u < W; u++) this.leading[k * W + u] = this.leading[(k - 1) * W + u] + this.tablesF[row + u];
+    }
+    this.rows = new Int32Array(C);
+    this.z1 = new Float64Array(this.W);
+    this.a1 = new Float64Array(this.W);
+    for (const layer of [...this.layers, this.output]) {
+      layer.weightT = transposed(layer, M);
+      layer.biasF = Float64Array.from(layer.bias);
+      layer.z = new Float64Array(M * layer.outer);
+      layer.a = new Float64Array(M * layer.outer);
+    }
+  }
+
+  // Recompute every reduction's largest partial sum from the stored integers (docs/exact.md's
+  // bounds): each must be below 2^24 and equal what the metadata states.
+  checkBounds(stated, peak) {
+    const { C, V, W, M } = this;
+    const bounds = {};
+    let worst = 0;
+    for (let u = 0; u < W; u++) {
+      let sum = Math.abs(this.bias1[u]);
+      for (let i = 0; i < C; i++) {
+        let top = 0;
+        for (let c = 0; c < V; c++) top = Math.max(top, Math.abs(this.tables[(i * V + c) * W + u]));
+        sum += top;
+      }
+      worst = Math.max(worst, sum);
+    }
+    bounds.layer1 = worst;
+    const dense = (layer) => {
+      let most = 0;
+      for (let m = 0; m < M; m++) {
+        for (let o = 0; o < layer.outer; o++) {
+          let sum = 0;
+          for (let j = 0; j < layer.inner; j++) sum += Math.abs(layer.weight[(m * layer.inner + j) * layer.outer + o]);
+          most = Math.max(most, peak * sum + Math.abs(layer.bias[m * layer.outer + o]));
+        }
+      }
+      return most;
+    };
+    this.layers.forEach((layer, i) => { bounds[`layer${i + 2}`] = dense(layer); });
+    bounds.output = dense(this.output);
+    for (const [layer, bound] of Object.entries(bounds)) {
+      check(bound < PARTIAL_SUM_LIMIT, `exact form: a partial sum of ${layer} can reach ${bound.toLocaleString("en")}, `
+        + "not below 2^24 (float32 would round it)");
+    }
+    const keys = Object.keys(bounds);
+    check(stated && typeof stated === "object" && Object.keys(stated).length === keys.length
+      && keys.every((k) => stated[k] === bounds[k]),
+    `exact form: the stated bounds ${JSON.stringify(stated)} differ from the stored integers' ${JSON.stringify(bounds)}`);
+  }
+
+  // (rows * members * vocab) integers for an array of id contexts, as the graph's `logits`.
+  run(contexts) {
+    if (!this.tablesF) this.prepare();
+    const { M, V } = this;
+    const out = new Int32Array(contexts.length * M * V);
+    for (let r = 0; r < contexts.length; r++) {
+      this.firstLayer(contexts[r]);
+      this.activate(this.z1, this.shift1, this.a1);
+      let a = this.a1;
+      for (const layer of this.layers) {
+        dense(a, layer, layer.z, 0, M);
+        this.activate(layer.z, layer.shift, layer.a);
+        a = layer.a;
+      }
+      dense(a, this.output, out, r * M * V, M);
+    }
+    return out;
+  }
+
+  // z1 = bias + one table row per position: the leading end ids' from `leading`, the others
+  // four at a time (one pass over z1 for four rows).
+  firstLayer(context) {
+    const { C, V, W, tablesF: T, rows } = this;
+    const z = this.z1;
+    let k = 0;
+    while (k < C && context[k] === END_ID) k++;
+    let n = 0;
+    for (let i = k; i < C; i++) rows[n++] = (i * V + context[i]) * W;
+    z.set(this.leading.subarray(k * W, (k + 1) * W));
+    let i = 0;
+    for (; i + 3 < n; i += 4) {
+      const [a, b, c, d] = [rows[i], rows[i + 1], rows[i + 2], rows[i + 3]];
+      for (let u = 0; u < W; u++) z[u] += T[a + u] + T[b + u] + T[c + u] + T[d + u];
+    }
+    for (; i < n; i++) {
+      const a = rows[i];
+      for (let u = 0; u < W; u++) z[u] += T[a + u];
+    }
+  }
+
+  // tanh[clip(z >> shift, 0, 2N)]: floor(z * 2^-shift), as the graph's Mul, Floor and Clip.
+  activate(z, shift, a) {
+    const { tanh, high } = this;
+    for (let u = 0; u < z.length; u++) {
+      const index = z[u] >> shift[u]; // z is an integer below 2^24: exact in int32
+      a[u] = tanh[index < 0 ? 0 : index > high ? high : index];
+    }
+  }
+}
+
+// A dense layer's weights (members, inner, outer) as (members, outer, inner) float64.
+function transposed({ inner, outer, weight }, members) {
+  const t = new Float64Array(members * outer * inner);
+  for (let m = 0; m < members; m++) {
+    for (let j = 0; j < inner; j++) {
+      for (let o = 0; o < outer; o++) t[(m * outer + o) * inner + j] = weight[(m * inner + j) * outer + o];
+    }
+  }
+  return t;
+}
+
+// Each member's a (inner) times its weights plus bias, into z from `at`: four running sums per
+// dot product, which any order leaves exact.
+function dense(a, { inner, outer, weightT, biasF }, z, at, members) {
+  for (let m = 0; m < members; m++) {
+    const am = m * inner;
+    for (let o = 0; o < outer; o++) {
+      const w = (m * outer + o) * inner;
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      let j = 0;
+      for (; j + 3 < inner; j += 4) {
+        s0 += a[am + j] * weightT[w + j];
+        s1 += a[am + j + 1] * weightT[w + j + 1];
+        s2 += a[am + j + 2] * weightT[w + j + 2];
+        s3 += a[am + j + 3] * weightT[w + j + 3];
+      }
+      for (; j < inner; j++) s0 += a[am + j] * weightT[w + j];
+      z[at + m * outer + o] = biasF[m * outer + o] + ((s0 + s1) + (s2 + s3));
+    }
+  }
+}
+
 // ---- the file: protobuf fields of ModelProto that nametool needs ------------------------
 
 function readVarint(bytes, pos) {
@@ -263,7 +632,7 @@ function text(bytes, field) {
   }
 }
 
-// metadata_props (field 14 of ModelProto) as an object, and the float32 initializers by name.
+// metadata_props (field 14 of ModelProto) as an object, and the float32 and integer initializers by name.
 export function readOnnx(bytes) {
   const metadata = {};
   const tensors = {};
@@ -285,6 +654,11 @@ export function readOnnx(bytes) {
   return { metadata, tensors };
 }
 
+// Initializer types the page reads (TensorProto.DataType): raw little-endian data.
+const TENSOR_TYPES = {
+  1: [Float32Array, "getFloat32"], 3: [Int8Array, "getInt8"], 5: [Int16Array, "getInt16"], 6: [Int32Array, "getInt32"],
+};
+
 function readTensor(bytes, field, tensors) {
   const dims = [];
   let name = "";
@@ -300,14 +674,16 @@ function readTensor(bytes, field, tensors) {
       }
     } else if (f.number === 2 && f.wire === 0) type = f.value;
     else if (f.number === 8 && f.wire === 2) name = text(bytes, f);
-    else if (f.number === 9 && f.wire === 2) raw = bytes.slice(f.start, f.end);
+    else if (f.number === 9 && f.wire === 2) raw = bytes.subarray(f.start, f.end);
   }
-  if (type === 1 && raw !== null && raw.length === 4 * dims.reduce((a, b) => a * b, 1)) {
-    const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-    const values = new Float32Array(raw.length / 4);
-    for (let i = 0; i < values.length; i++) values[i] = view.getFloat32(4 * i, true);
-    tensors[name] = { dims, values };
-  }
+  if (!(type in TENSOR_TYPES) || raw === null) return;
+  const [Type, getter] = TENSOR_TYPES[type];
+  const count = dims.reduce((a, b) => a * b, 1);
+  if (raw.length !== count * Type.BYTES_PER_ELEMENT) return;
+  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  const values = new Type(count);
+  for (let i = 0; i < count; i++) values[i] = view[getter](i * Type.BYTES_PER_ELEMENT, true);
+  tensors[name] = { dims, values };
 }
 
 // ---- the model --------------------------------------------------------------------------
@@ -369,69 +745,85 @@ async function knownNames(meta) {
   return names;
 }
 
+export const ENGINES = ["js", "onnxruntime-web"];
+
 export class NameModel {
-  // Load and check a nametool .onnx file from its bytes. `ort` is onnxruntime-web's module.
-  static async load(ort, bytes, { source = "model.onnx" } = {}) {
+  // Load and check a nametool .onnx file from its bytes. `ort`: onnxruntime-web's module, or an
+  // async function giving it (called only if the file needs it), or null. `engine`: what runs an
+  // exact file, "js" (this module, the default) or "onnxruntime-web"; a float file always runs
+  // on onnxruntime-web.
+  static async load(ort, bytes, { source = "model.onnx", engine = "js" } = {}) {
+    check(ENGINES.includes(engine), `engine ${JSON.stringify(engine)} is not one of ${ENGINES.join(", ")}`);
     bytes = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
     const { metadata, tensors } = readOnnx(bytes);
     const meta = parseMeta(metadata);
-    let session;
-    try {
-      session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
-    } catch (error) {
-      throw new NametoolError(`not a loadable ONNX model (${String(error.message || error).split("\n")[0]})`);
+    const exact = meta.exact ? exactSampler(meta) : null;
+    if (!exact) engine = "onnxruntime-web";
+    let graph = exact ? new ExactGraph(tensors, meta) : null; // checks the integers and their bounds
+    if (engine === "onnxruntime-web") {
+      const module = typeof ort === "function" ? await ort() : ort;
+      check(module, exact ? "onnxruntime-web is not loaded here; the js engine runs this exact file without it"
+        : "a float-form file needs onnxruntime-web, which is not loaded here");
+      let session;
+      try {
+        session = await module.InferenceSession.create(bytes, {
+          executionProviders: ["wasm"], graphOptimizationLevel: "all",
+          logSeverityLevel: 3, // not the warning that an exact file's embedding tables go unused by its graph
+        });
+      } catch (error) {
+        throw new NametoolError(`not a loadable ONNX model (${String(error.message || error).split("\n")[0]})`);
+      }
+      graph = new OrtGraph(module, session, meta);
     }
-    const model = new NameModel(ort, session, meta, tensors, source);
-    model.checkGraph();
+    const model = new NameModel(graph, exact, meta, tensors, source);
+    model.engine = engine;
     model.known = await knownNames(meta);
     model.verified = await model.checkGolden();
     return model;
   }
 
-  constructor(ort, session, meta, tensors, source) {
-    this.ort = ort;
-    this.session = session;
+  constructor(graph, exact, meta, tensors, source) {
+    this.graph = graph;
+    this.exact = exact; // an ExactSampler for an exact file, else null
     this.meta = meta;
     this.tensors = tensors;
     this.source = source;
     this.chars = [meta.vocab.end_token, ...meta.vocab.chars]; // id order: the end first
     this.endId = 0;
     this.contextSize = meta.model.context_size;
-    this.rowsPerCall = ROWS_PER_CALL[(meta.graph && meta.graph.first_layer) || "plain"] || Infinity;
+    this.rowWidth = exact ? exact.members * this.vocabSize : this.vocabSize; // graph outputs per context
   }
 
   get vocabSize() {
     return this.chars.length;
   }
 
-  checkGraph() {
-    const { inputNames, outputNames } = this.session;
-    check(inputNames.length === 1 && inputNames[0] === INPUT_NAME && outputNames.length === 1 && outputNames[0] === OUTPUT_NAME,
-      `graph has inputs [${inputNames}] and outputs [${outputNames}], expected [${INPUT_NAME}] and [${OUTPUT_NAME}]`);
-    const input = (this.session.inputMetadata || [])[0];
-    if (input && input.shape) {
-      check(input.type === "int64", `graph takes ${input.type}, expected int64`);
-      check(input.shape.length === 2 && input.shape[1] === this.contextSize,
-        `graph input shape [${input.shape}] disagrees with context_size ${this.contextSize}`);
-    }
-    const output = (this.session.outputMetadata || [])[0];
-    if (output && output.shape) {
-      check(output.type === "float32", `graph gives ${output.type}, expected float32`);
-      check(output.shape.length === 2 && output.shape[1] === this.vocabSize,
-        `graph output shape [${output.shape}] disagrees with the vocabulary size ${this.vocabSize}`);
-    }
+  get form() {
+    return this.exact ? "exact" : "float";
   }
 
-  // The golden rows the file carries: the distributions it computed at export.
+  // The golden rows the file carries: the distributions it computed at export; an exact file's
+  // are integer masses P, compared id for id.
   async checkGolden() {
     const golden = this.meta.golden;
     if (!golden || !golden.contexts || !golden.contexts.length) return { ok: true, maxDeviation: null, rows: 0 };
-    const logits = await this.logits(golden.contexts.map((c) => this.encodeContext(c)));
+    const V = this.vocabSize;
+    const out = await this.logits(golden.contexts.map((c) => this.encodeContext(c)));
     let worst = 0;
+    let differ = 0;
     golden.contexts.forEach((_, row) => {
-      const probs = nextCharProbs(logits.subarray(row * this.vocabSize, (row + 1) * this.vocabSize));
-      probs.forEach((p, id) => { worst = Math.max(worst, Math.abs(p - golden.probs[row][id])); });
+      const stored = golden.probs[row] || [];
+      const probs = this.exact ? this.exact.probs(out, row * this.rowWidth, this.exact.settings())
+        : nextCharProbs(out.subarray(row * V, (row + 1) * V));
+      const deviation = probs.reduce((most, p, id) => Math.max(most, Math.abs(p - stored[id])), stored.length === V ? 0 : NaN);
+      worst = Number.isNaN(deviation) ? NaN : Math.max(worst, deviation);
+      if (!(deviation === 0)) differ += 1;
     });
+    if (this.exact) {
+      check(differ === 0, `the file's golden rows differ: ${differ} of ${golden.contexts.length} give other integer masses `
+        + "(tolerance 0): it does not compute what it was exported to compute");
+      return { ok: true, maxDeviation: 0, rows: golden.contexts.length, exact: true };
+    }
     const ok = worst <= golden.tolerance;
     check(ok, `the file's golden rows differ by ${worst.toExponential(2)} (tolerance ${golden.tolerance}): `
       + "it does not compute what it was exported to compute");
@@ -458,43 +850,28 @@ export class NameModel {
     return ids.slice(ids.length - this.contextSize);
   }
 
-  // (rows * vocab) float32 logits for an array of id contexts, in calls of rowsPerCall rows.
+  // The graph's output for an array of id contexts: (rows * vocab) float32 logits for a float
+  // file, (rows * members * vocab) integers for an exact one, whose rows are kept for contexts
+  // seen again (integers: the same whichever call computed them).
   async logits(contexts) {
-    const step = this.rowsPerCall;
-    if (contexts.length <= step) return this.call(contexts);
-    const out = new Float32Array(contexts.length * this.vocabSize);
-    for (let start = 0; start < contexts.length; start += step) {
-      out.set(await this.call(contexts.slice(start, start + step)), start * this.vocabSize);
-    }
-    return out;
+    if (!this.exact) return this.graph.run(contexts);
+    this.cache ??= new RowCache(this.rowWidth, this.vocabSize, this.contextSize);
+    return this.cache.rows(contexts, (missing) => this.graph.run(missing));
   }
 
-  // One model call, padded to a whole group of rows (the last row repeated).
-  async call(contexts) {
-    const rows = contexts.length;
-    const padded = Math.ceil(rows / ROW_MULTIPLE) * ROW_MULTIPLE;
-    const data = new BigInt64Array(padded * this.contextSize);
-    for (let r = 0; r < padded; r++) {
-      const context = contexts[Math.min(r, rows - 1)];
-      for (let i = 0; i < this.contextSize; i++) data[r * this.contextSize + i] = BigInt(context[i]);
-    }
-    const feeds = { [INPUT_NAME]: new this.ort.Tensor("int64", data, [padded, this.contextSize]) };
-    let out;
-    try {
-      out = (await this.session.run(feeds))[OUTPUT_NAME];
-    } catch (error) {
-      throw new NametoolError(`the model failed to run (${String(error.message || error).split("\n")[0]})`);
-    }
-    check(out.dims.length === 2 && out.dims[0] === padded && out.dims[1] === this.vocabSize,
-      `the model gave logits of shape [${out.dims}] for ${padded} contexts of a ${this.vocabSize}-id vocabulary`);
-    return out.data.subarray(0, rows * this.vocabSize);
-  }
-
-  // P(next character | text), most likely first: [{char, p}], the end shown as the end token.
+  // P(next character | text), most likely first (ties: the lower id): [{char, p}], the end shown
+  // as the end token. An exact file's p is P / total, the distribution sampling draws from.
   async next(context = "", { temperature = 1 } = {}) {
     checkTemperature(temperature);
-    const logits = await this.logits([this.encodeContext(context)]);
-    const probs = nextCharProbs(logits, { temperature });
+    const out = await this.logits([this.encodeContext(context)]);
+    let probs;
+    if (this.exact) {
+      const mass = this.exact.probs(out, 0, this.exact.settings({ temperature }));
+      const total = mass.reduce((a, b) => a + b, 0);
+      probs = mass.map((m) => m / total);
+    } else {
+      probs = nextCharProbs(out, { temperature });
+    }
     return [...probs].map((p, id) => ({ char: this.chars[id], p })).sort((a, b) => b.p - a.p);
   }
 
@@ -552,6 +929,7 @@ export class NameModel {
     p.prefixIds = this.encode(p.prefix, "prefix");
     check(p.prefixIds.length <= p.maxLen, `prefix ${JSON.stringify(p.prefix)} is longer than max-len ${p.maxLen}`);
     check(!p.novel || this.known, "this model file carries no training names, so novel cannot check them");
+    if (this.exact) p.exactSettings = this.exact.settings(p);
     return p;
   }
 
@@ -566,7 +944,6 @@ export class NameModel {
 
   // Names for `rows` rows of uniforms, one per (name, position), as generation._sample_chunk.
   async sampleChunk(p, uniforms, rows) {
-    const V = this.vocabSize;
     const start = [...new Array(this.contextSize).fill(this.endId), ...p.prefixIds].slice(-this.contextSize);
     const names = Array.from({ length: rows }, () => [...p.prefixIds]);
     let active = names.map((_, row) => ({ row, context: [...start] }));
@@ -589,14 +966,12 @@ export class NameModel {
         });
         sharing = contexts.length < SHARE_UNTIL * active.length;
       }
-      const logits = await this.logits(contexts);
+      const pick = this.picker(p, await this.logits(contexts), forbid);
       const going = [];
-      const settings = { temperature: p.temperature, topK: p.topK, topP: p.topP, minP: p.minP, forbid };
       active.forEach((a, i) => {
-        const row = logits.subarray(slot[i] * V, (slot[i] + 1) * V);
         let id;
         try {
-          id = draw(row, uniforms[a.row * p.maxLen + pos], settings);
+          id = pick(slot[i], uniforms[a.row * p.maxLen + pos]);
         } catch (error) {
           throw this.unusable(error, names[a.row], forbid !== null, p);
         }
@@ -608,6 +983,25 @@ export class NameModel {
       active = going;
     }
     return names.map((ids) => ids.map((id) => this.chars[id]).join(""));
+  }
+
+  // (row of the graph's output, uniform) -> id at one position. An exact file's P is computed
+  // once per row, however many names share it.
+  picker(p, out, forbid) {
+    if (!this.exact) {
+      const V = this.vocabSize;
+      const settings = { temperature: p.temperature, topK: p.topK, topP: p.topP, minP: p.minP, forbid };
+      return (row, u) => draw(out.subarray(row * V, (row + 1) * V), u, settings);
+    }
+    const allowed = forbid === null ? null : new Uint8Array(this.vocabSize).fill(1);
+    if (allowed) allowed[forbid] = 0;
+    const cdfs = [];
+    return (row, u) => {
+      if (cdfs[row] === undefined) {
+        cdfs[row] = ExactSampler.cumulative(this.exact.probs(out, row * this.rowWidth, p.exactSettings, allowed));
+      }
+      return ExactSampler.drawId(cdfs[row], uniformBits(u));
+    };
   }
 
   unusable(error, ids, endMasked, p) {
@@ -638,8 +1032,134 @@ export class NameModel {
       source: this.source, schemaVersion: meta.schema_version, vocab: this.chars.slice(1).join(""),
       endToken: meta.vocab.end_token, model: meta.model, sampling: meta.sampling, graph: meta.graph || null,
       quantization: meta.quantization || null, provenance: meta.provenance || {}, knownNames: this.known ? this.known.size : 0,
-      verified: this.verified,
+      verified: this.verified, form: this.form, engine: this.engine,
     };
+  }
+}
+
+// An exact file's graph rows by context, up to CACHE_VALUES integers (then it starts afresh):
+// names share most of their contexts across chunks, so most rows need no second computation.
+class RowCache {
+  constructor(width, vocabSize, contextSize) {
+    this.width = width;
+    this.capacity = Math.max(1, Math.floor(CACHE_VALUES / width));
+    this.store = new Int32Array(this.capacity * width);
+    this.slots = new Map(); // context key -> row of store
+    this.used = 0;
+    this.numeric = vocabSize ** contextSize <= Number.MAX_SAFE_INTEGER;
+    this.vocabSize = vocabSize;
+  }
+
+  key(context) {
+    if (!this.numeric) return context.join(",");
+    let key = 0;
+    for (let i = 0; i < context.length; i++) key = key * this.vocabSize + context[i];
+    return key;
+  }
+
+  async rows(contexts, run) {
+    const { width } = this;
+    const out = new Int32Array(contexts.length * width);
+    const missing = new Map(); // key -> {context, rows}
+    contexts.forEach((context, r) => {
+      const key = this.key(context);
+      const slot = this.slots.get(key);
+      if (slot !== undefined) out.set(this.store.subarray(slot * width, (slot + 1) * width), r * width);
+      else if (missing.has(key)) missing.get(key).rows.push(r);
+      else missing.set(key, { context, rows: [r] });
+    });
+    if (!missing.size) return out;
+    const wanted = [...missing.entries()];
+    const fresh = await run(wanted.map(([, w]) => w.context));
+    if (this.used + wanted.length > this.capacity) {
+      this.slots.clear();
+      this.used = 0;
+    }
+    wanted.forEach(([key, { rows }], i) => {
+      const row = fresh.subarray(i * width, (i + 1) * width);
+      for (const r of rows) out.set(row, r * width);
+      if (this.used < this.capacity) {
+        this.store.set(row, this.used * width);
+        this.slots.set(key, this.used++);
+      }
+    });
+    return out;
+  }
+}
+
+// The sampler of an exact file, its tables checked against the model's shape.
+function exactSampler(meta) {
+  const { multipliers, exp_table: expTable } = meta.exact;
+  const sampler = new ExactSampler(multipliers, expTable);
+  const members = meta.model.members ?? 1;
+  check(sampler.members === members && sampler.vocabSize === meta.vocab.chars.length + 1,
+    `exact.multipliers has shape (${sampler.members}, ${sampler.vocabSize}), expected (${members}, ${meta.vocab.chars.length + 1})`);
+  return sampler;
+}
+
+// A file's graph on onnxruntime-web: float logits (rows, vocab), or an exact file's integers
+// (rows, members, vocab) in float32.
+class OrtGraph {
+  constructor(ort, session, meta) {
+    this.ort = ort;
+    this.session = session;
+    this.contextSize = meta.model.context_size;
+    this.vocabSize = meta.vocab.chars.length + 1;
+    this.outputDims = meta.exact ? [meta.model.members ?? 1, this.vocabSize] : [this.vocabSize];
+    this.rowsPerCall = ROWS_PER_CALL[(meta.graph && meta.graph.first_layer) || "plain"] || Infinity;
+    this.check();
+  }
+
+  check() {
+    const { inputNames, outputNames } = this.session;
+    check(inputNames.length === 1 && inputNames[0] === INPUT_NAME && outputNames.length === 1 && outputNames[0] === OUTPUT_NAME,
+      `graph has inputs [${inputNames}] and outputs [${outputNames}], expected [${INPUT_NAME}] and [${OUTPUT_NAME}]`);
+    const input = (this.session.inputMetadata || [])[0];
+    if (input && input.shape) {
+      check(input.type === "int64", `graph takes ${input.type}, expected int64`);
+      check(input.shape.length === 2 && input.shape[1] === this.contextSize,
+        `graph input shape [${input.shape}] disagrees with context_size ${this.contextSize}`);
+    }
+    const output = (this.session.outputMetadata || [])[0];
+    if (output && output.shape) {
+      check(output.type === "float32", `graph gives ${output.type}, expected float32`);
+      check(sameDims(output.shape.slice(1), this.outputDims),
+        `graph output shape [${output.shape}] disagrees with the model's (batch, ${this.outputDims.join(", ")})`);
+    }
+  }
+
+  // The output for an array of id contexts, in calls of rowsPerCall rows.
+  async run(contexts) {
+    const step = this.rowsPerCall;
+    if (contexts.length <= step) return this.call(contexts);
+    const width = this.outputDims.reduce((a, b) => a * b, 1);
+    const out = new Float32Array(contexts.length * width);
+    for (let start = 0; start < contexts.length; start += step) {
+      out.set(await this.call(contexts.slice(start, start + step)), start * width);
+    }
+    return out;
+  }
+
+  // One model call, padded to a whole group of rows (the last row repeated).
+  async call(contexts) {
+    const rows = contexts.length;
+    const padded = Math.ceil(rows / ROW_MULTIPLE) * ROW_MULTIPLE;
+    const data = new BigInt64Array(padded * this.contextSize);
+    for (let r = 0; r < padded; r++) {
+      const context = contexts[Math.min(r, rows - 1)];
+      for (let i = 0; i < this.contextSize; i++) data[r * this.contextSize + i] = BigInt(context[i]);
+    }
+    const feeds = { [INPUT_NAME]: new this.ort.Tensor("int64", data, [padded, this.contextSize]) };
+    let out;
+    try {
+      out = (await this.session.run(feeds))[OUTPUT_NAME];
+    } catch (error) {
+      throw new NametoolError(`the model failed to run (${String(error.message || error).split("\n")[0]})`);
+    }
+    check(sameDims(out.dims, [padded, ...this.outputDims]),
+      `the model gave logits of shape [${out.dims}] for ${padded} contexts, expected [${[padded, ...this.outputDims]}]`);
+    const width = this.outputDims.reduce((a, b) => a * b, 1);
+    return out.data.subarray(0, rows * width);
   }
 }
 
