@@ -92,9 +92,10 @@ def onnxruntime_installed() -> bool:
 
 def choose_engine(engine: str, *, large: bool = True) -> str:
     """``auto``: onnxruntime for ``large`` work where it is installed, else numpy, which starts
-    without onnxruntime's import and session (most of a small request's time). Both engines
-    give the same distributions within 1.1e-6, so the same seed gives the same names (tested on
-    the bundled models)."""
+    without onnxruntime's import and session (most of a small request's time); ``NameModel.load``
+    also takes numpy for an exact file, whose table lookups run faster there. On exact files
+    the engines give the same integers; on float files the same distributions within 1.1e-6,
+    so the same seed gives the same names (tested on the bundled models)."""
     if engine not in ENGINES:
         raise RequestError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
     if engine == "auto":
@@ -188,6 +189,15 @@ class NumpyBackend:
                 [_Arg(o.name, o.type, list(o.shape)) for o in self._file.outputs])
 
 
+def _exact_form(data: bytes) -> bool:
+    """Whether the file's metadata says it is in the exact form (False for anything unreadable:
+    loading it reports why)."""
+    try:
+        return ModelMeta.from_json(read_onnx(data).metadata.get(METADATA_KEY, "")).exact is not None
+    except ModelFileError:
+        return False
+
+
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
@@ -246,6 +256,8 @@ class NameModel:
         if not path.is_file():
             raise ModelFileError(f"{path}: is not a file")
         data = _read(path)
+        if asked == "auto" and engine == "onnxruntime" and _exact_form(data):
+            engine = "numpy"  # an exact graph's table lookups run faster there (docs/benchmarks.md)
         backend = OnnxruntimeBackend.open(data, path, threads) if engine == "onnxruntime" else None
         if backend is None:
             from nametool.runtime.numpy_engine import UnsupportedOperator

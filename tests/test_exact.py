@@ -204,3 +204,10 @@ def test_export_refuses_a_model_past_the_bounds_in_one_line(tiny_run, tmp_path):
     with pytest.raises(NametoolError, match="a partial sum of output can reach .* export with --form float"):
         export_onnx(ckpt, tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_auto_runs_an_exact_file_on_numpy_and_a_float_file_on_onnxruntime():
+    """The exact graph's table lookups run faster on numpy (docs/benchmarks.md); the names are the same."""
+    exact, floating = NameModel.load("default"), NameModel.load("default-float")
+    assert (exact.engine, floating.engine) == ("numpy", "onnxruntime")
+    assert exact.generate(500, seed=5) == NameModel.load("default", engine="onnxruntime").generate(500, seed=5)
