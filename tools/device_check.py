@@ -22,6 +22,7 @@ def main() -> None:
     parser.add_argument("--engine", default="auto")
     parser.add_argument("--names", type=int, default=200, help="seeded names compared between devices")
     parser.add_argument("--timed", type=int, default=2000, help="names generated for the names/s figure")
+    parser.add_argument("--models", default=None, help="bundled models to check, comma-separated (default: all)")
     args = parser.parse_args()
 
     import numpy
@@ -30,10 +31,10 @@ def main() -> None:
     from nametool.runtime.model import NameModel, bundled_models
 
     rows = []
-    for name in bundled_models():
+    for name in (args.models.split(",") if args.models else bundled_models()):
         model = NameModel.load(name, engine=args.engine, threads=1)
         report = verify(model)
-        names = model.generate(args.names, seed=7)
+        names = model.generate(args.names, seed=7, batch_size=4096)
         contexts = numpy.random.default_rng(0).integers(0, len(model.vocab), (300, model.context_size))
         outputs = model.integer_logits(contexts) if model.form == "exact" else model.logits(contexts)
         logits = hashlib.sha256(outputs.tobytes()).hexdigest()

@@ -94,8 +94,12 @@ def in_root(root: Path, *args: str) -> list[str]:
     return ["chroot", str(root), "/usr/bin/env", "-i", *env, *args]
 
 
+MODELS: list[str] = []  # --models: the bundled models to check (empty: all)
+
+
 def check(command: list[str], engine: str, names: int, timed: int) -> dict:
-    out = run([*command, "--engine", engine, "--names", str(names), "--timed", str(timed)], timeout=3600)
+    chosen = ["--models", ",".join(MODELS)] if MODELS else []
+    out = run([*command, "--engine", engine, "--names", str(names), "--timed", str(timed), *chosen], timeout=3600)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -155,7 +159,9 @@ def main() -> None:
     # emulated AVX2 runs the default model at about 5 names/s, emulated ARM numpy at about 50
     parser.add_argument("--names", type=int, default=50, help="seeded names compared with this machine's")
     parser.add_argument("--timed", type=int, default=100, help="names generated for the names/s figure")
+    parser.add_argument("--models", default="", help="bundled models to check, comma-separated (default: all)")
     args = parser.parse_args()
+    MODELS[:] = [m for m in args.models.split(",") if m]
     native = [check([sys.executable, str(ROOT / "tools/device_check.py")], engine, args.names, args.timed)
               for engine in ("onnxruntime", "numpy")]
     here = {row["model"]: row["names_sha256"] for row in native[0]["models"]}
@@ -175,9 +181,10 @@ def write(out: Path, lines: list[str], notes: list[str], names: int) -> None:
         "",
         f"Written by `python tools/devices.py` on {dt.date.today().isoformat()}, on {cpu_line()}.",
         "Each device runs `tools/device_check.py` from a copy of this tree: it verifies each bundled",
-        f"model (digests, then the golden rows), generates {names} names with seed 7 and compares",
+        f"model (digests, then the golden rows), generates {names:,} names with seed 7 at batch 4,096 and compares",
         "their SHA-256 with the same names generated here by onnxruntime, compares the SHA-256 of",
-        "the logits of 300 seeded random contexts with this machine's on the same engine, and times generation",
+        "the logits (an exact file's integers) of 300 seeded random contexts with this machine's on the same",
+        "engine, and times generation",
         "on one thread. Emulated speeds are the emulator's, not a device's: compare them only",
         "with each other.",
         "",
