@@ -248,6 +248,9 @@ def _sample_chunk(logits_fn: LogitsFn, meta: ModelMeta, p: Plan, uniforms: np.nd
                 ids = draw(logits, by_position[pos][row], temperature=p.temperature, top_k=p.top_k,
                            top_p=p.top_p, min_p=p.min_p, forbid=forbid, rows=shared)
             else:
+                if np.ndim(logits) != 3:
+                    raise TypeError("an exact file samples from its integers (batch, members, vocab): "
+                                    "pass NameModel.sampling_logits, not logits")
                 ids = exact.draw(logits, by_position[pos][row], *p.exact, temperature=p.temperature,
                                  top_k=p.top_k, top_p=p.top_p, min_p=p.min_p, forbid=forbid, allowed=allowed,
                                  rows=shared)

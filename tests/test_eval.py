@@ -33,7 +33,8 @@ def test_a_model_file_rebuilds_its_split(tiny_float):
 
 def test_the_default_model_beats_every_count_baseline_on_test():
     model = NameModel.load()
-    report = evaluate(Source(model.logits, model.meta, splits_from_meta(model.meta)), samples=300)
+    report = evaluate(Source(model.logits, model.meta, splits_from_meta(model.meta), model.sampling_logits),
+                      samples=300)
     test = {name: report["baselines"][name]["test"]["nats"] for name in ("unigram", "bigram", "trigram")}
     assert report["model"]["test"]["nats"] < test["trigram"] < test["bigram"] < test["unigram"]
     units = report["model"]["test"]

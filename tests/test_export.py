@@ -179,7 +179,8 @@ TAMPERING = {
 def test_the_bundled_models_verify_with_either_engine(name, engine):
     result = CliRunner().invoke(run_main, ["verify", name, "--engine", engine])
     assert result.exit_code == 0, result.output
-    assert f"on {engine}, max |dp|" in result.output
+    verdict = "max |dp|" if name == "default-float" else "integer masses all equal"
+    assert f"on {engine}, {verdict}" in result.output
 
 
 @pytest.mark.parametrize("case", TAMPERING)
@@ -195,21 +196,31 @@ def test_every_change_after_export_fails_verify_and_says_what(case, tmp_path):
     assert result.output.count("\n") == 1
 
 
-def test_a_weight_edit_that_keeps_the_digests_still_fails_the_golden_rows(tmp_path):
+def halve_a_table_row(proto):
+    """An exact file's first-layer table: one row halved (what the graph reads, unlike the embedding)."""
+    tensor = next(t for t in proto.graph.initializer if t.name == "exact.tables")
+    values = onnx.numpy_helper.to_array(tensor).copy()
+    values[1] //= 2
+    tensor.CopyFrom(onnx.numpy_helper.from_array(values, tensor.name))
+
+
+@pytest.mark.parametrize("name, edit, verdict", [("default-float", zero_embedding_row("z"), "exceeds tolerance"),
+                                                 ("default", halve_a_table_row, "golden contexts on numpy, integer masses 1 differ")])
+def test_a_weight_edit_that_keeps_the_digests_still_fails_the_golden_rows(tmp_path, name, edit, verdict):
     """The second line of defence: a weight changed and its digest recomputed, as an editor might."""
     from nametool.runtime.model import bundled_model_path
     from nametool.runtime.onnxfile import weight_digests
 
     def edit_and_redigest(proto):
-        zero_embedding_row("z")(proto)
+        edit(proto)
         entry = next(p for p in proto.metadata_props if p.key == METADATA_KEY)
         data = json.loads(entry.value)
         data["integrity"]["tensors"], data["integrity"]["graph"] = weight_digests(proto.SerializeToString())
         entry.value = json.dumps(data, ensure_ascii=False, sort_keys=True)
 
-    tampered = rewrite(bundled_model_path(), tmp_path / "t.onnx", proto_edit=edit_and_redigest)
+    tampered = rewrite(bundled_model_path(f"{name}.onnx"), tmp_path / "t.onnx", proto_edit=edit_and_redigest)
     result = CliRunner().invoke(run_main, ["verify", str(tampered)])
-    assert result.exit_code == 1 and "exceeds tolerance" in result.output, result.output
+    assert result.exit_code == 1 and verdict in result.output, result.output
 
 
 def test_int8_stays_within_documented_drift(tiny_float, tmp_path):

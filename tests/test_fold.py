@@ -123,9 +123,8 @@ def test_numpy_runs_the_folded_graph_as_onnxruntime_does(pair):
 def test_rows_per_call_is_set_for_every_engine_and_form():
     assert set(ROWS_PER_CALL) == {(e, f) for e in ("onnxruntime", "numpy") for f in ("folded", "plain")}
     assert NameModel.load("default", engine="numpy").rows_per_call == ROWS_PER_CALL["numpy", "folded"]
-    # the bundled lecture file is plain: onnxruntime runs it so, numpy folds it on load
-    assert NameModel.load("lecture", engine="onnxruntime").rows_per_call == ROWS_PER_CALL["onnxruntime", "plain"]
-    assert NameModel.load("lecture", engine="numpy").rows_per_call == ROWS_PER_CALL["numpy", "folded"]
+    assert NameModel.load("default-float", engine="onnxruntime").rows_per_call == \
+        ROWS_PER_CALL["onnxruntime", "folded"]
 
 
 def test_numpy_folds_a_plain_file_into_the_folded_files_logits(pair):

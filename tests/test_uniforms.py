@@ -97,4 +97,4 @@ def test_generation_reads_the_stream_name_by_name():
     names = model.generate(20, seed=5)
     p = plan(Request(count=20), model.meta)
     uniforms = np.array([[draw_int(5, i * p.max_len + j) for j in range(p.max_len)] for i in range(20)])
-    assert _sample_chunk(model.logits, model.meta, p, uniforms) == names
+    assert _sample_chunk(model.sampling_logits, model.meta, p, uniforms) == names
