@@ -26,6 +26,7 @@ PAGE_FILES = ("index.html", "app.js", "nametool.js", "style.css")
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 MODEL_NAME = "model.onnx"
 ORT_ENV = "NAMETOOL_ORT_WEB"
+NPM_TIMEOUT = 300  # seconds: a registry that does not answer stops the command rather than hang it
 ENGINES = ("js", "onnxruntime-web")
 ENGINE_TAG = '<meta name="nametool-engine" content="js">'  # index.html's default, rewritten per site
 NOTICE = """This site was written by nametool-run web (nametool, MIT licence).
@@ -91,8 +92,11 @@ def _npm_install(folder: Path) -> Path:
         raise RequestError(f"the site needs onnxruntime-web {version}'s wasm files, and npm is not installed; {hint}")
     print(f"fetching onnxruntime-web {version} from the npm registry into {folder} (once)", file=sys.stderr)
     folder.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run([npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund", "--no-save",
-                             f"onnxruntime-web@{version}"], capture_output=True, text=True)
+    try:
+        result = subprocess.run([npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund", "--no-save",
+                                 f"onnxruntime-web@{version}"], capture_output=True, text=True, timeout=NPM_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise RequestError(f"npm did not install onnxruntime-web {version} within {NPM_TIMEOUT} s; {hint}") from None
     found = _dist(folder)
     if result.returncode != 0 or found is None:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
@@ -154,17 +158,29 @@ def build_site(out_dir: Path, model_spec=None, *, engine: str | None = None, ort
                 shutil.copyfile(dist / name, staging / name)
             notice += ORT_NOTICE.format(version=_installed_version(dist))
         (staging / "NOTICE.txt").write_text(notice)
-        shutil.copyfile(model.path, staging / MODEL_NAME)
+        (staging / MODEL_NAME).write_bytes(model.data)  # the bytes just checked, not the path read again
         staging.chmod(0o755)
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=parent))
-            os.replace(out_dir, old / "site")
-            os.replace(staging, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out_dir)
+        _swap_in(staging, out_dir, parent)
     except OSError as exc:
         raise cannot_write(out_dir, exc) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return sorted(out_dir.iterdir())
+
+
+def _swap_in(staging: Path, out_dir: Path, parent: Path) -> None:
+    """Rename ``staging`` to ``out_dir``; an existing ``out_dir`` is put back if that fails, and no
+    hidden ``.OUT.old.*`` folder is left either way."""
+    if not out_dir.exists():
+        os.replace(staging, out_dir)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=parent))
+    try:
+        os.replace(out_dir, old / "site")
+        try:
+            os.replace(staging, out_dir)
+        except OSError:
+            os.replace(old / "site", out_dir)
+            raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)

@@ -159,3 +159,48 @@ def test_an_unknown_engine_is_a_usage_error(tmp_path):
     result = web(tmp_path / "site", "--engine", "wasm")
     assert result.exit_code == 2 and "'wasm' is not one of 'js', 'onnxruntime-web'" in result.output
     assert not (tmp_path / "site").exists()
+
+
+def test_a_failed_swap_puts_the_old_site_back_and_leaves_no_hidden_folder(tmp_path, monkeypatch):
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    real_replace, calls = site.os.replace, []
+
+    def fail_second(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:  # the staged site onto OUT_DIR
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(site.os, "replace", fail_second)
+    result = web(out, "--force")
+    assert result.exit_code == 1 and "No space left on device" in result.output and result.output.count("\n") == 1
+    assert len(calls) == 3 and (out / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]  # no .site.* staging or .site.old.* folder
+
+
+def test_the_site_holds_the_bytes_that_were_checked(tmp_path, monkeypatch):
+    """The model is read once: a file swapped after the check does not reach the site."""
+    source = tmp_path / "m.onnx"
+    source.write_bytes(bundled_models()["lecture"].read_bytes())
+    real_load = NameModel.load
+
+    def load_then_swap(*args, **kwargs):
+        model = real_load(*args, **kwargs)
+        source.write_bytes(b"swapped after the check")
+        return model
+
+    monkeypatch.setattr(NameModel, "load", load_then_swap)
+    assert web(tmp_path / "site", "--model", source).exit_code == 0
+    assert (tmp_path / "site" / MODEL_NAME).read_bytes() == bundled_models()["lecture"].read_bytes()
+
+
+def test_an_npm_that_hangs_is_stopped_in_one_line(tmp_path, monkeypatch):
+    npm = tmp_path / "npm"
+    npm.write_text("#!/bin/sh\nsleep 30\n")
+    npm.chmod(0o755)
+    monkeypatch.setattr(site.shutil, "which", lambda name: str(npm))
+    monkeypatch.setattr(site, "NPM_TIMEOUT", 1)
+    with pytest.raises(RequestError, match=r"npm did not install onnxruntime-web .* within 1 s"):
+        site._npm_install(tmp_path / "cache")
