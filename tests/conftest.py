@@ -16,6 +16,17 @@ TINY_NAMES = Path(__file__).parent / "data" / "tiny_names.txt"
 REQUIRE_ALL = "NAMETOOL_REQUIRE_ALL"
 
 
+@pytest.fixture(autouse=True)
+def _allocator_untouched(request, monkeypatch):
+    """``nametool train`` and large numpy ``generate`` set glibc's malloc thresholds for their whole
+    process (runtime/memory.py); run in-process by a test they would change every later test's.
+    tests/test_memory.py tests the setting itself (in child processes where it sticks)."""
+    if request.module.__name__.rsplit(".", 1)[-1] != "test_memory":
+        from nametool.runtime import memory
+
+        monkeypatch.setattr(memory, "keep_freed_memory", lambda: False)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
