@@ -11,6 +11,7 @@ from nametool.runtime.known import KnownNames
 from nametool.runtime.schema import ModelConfig, ModelMeta, Provenance, SamplingDefaults, Vocab
 
 TINY_NAMES = Path(__file__).parent / "data" / "tiny_names.txt"
+BLOCKER = Path(__file__).parent / "block_imports.py"
 # .ci/run sets it: there every test must run, so a skip (chromium, node, qemu or a package missing)
 # fails the run instead of passing it quietly
 REQUIRE_ALL = "NAMETOOL_REQUIRE_ALL"
@@ -46,7 +47,6 @@ def pytest_make_collect_report(collector):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped, but {REQUIRE_ALL} is set (CI runs every test): {reason}"
-BLOCKER = Path(__file__).parent / "block_imports.py"
 
 
 @pytest.fixture(scope="session")

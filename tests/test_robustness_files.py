@@ -300,8 +300,8 @@ def test_killing_training_never_leaves_a_corrupt_checkpoint(tmp_path):
         ready = {"start": lambda: True, "saved": out.exists,
                  "saving": lambda folder=folder: bool(temp_files(folder, "model.pt"))}[when]
         plans.append((args, ready, sig, delay, twice))
-    for (label, (sig, when, *_)), (code, stdout, stderr, landed), i in zip(cases.items(), run_and_kill(plans),
-                                                                          range(len(cases))):
+    outcomes = run_and_kill(plans)
+    for (label, (sig, when, *_)), (code, stdout, stderr, landed), i in zip(cases.items(), outcomes, range(len(cases))):
         folder = tmp_path / f"run{i}"
         out = folder / "model.pt"
         if when != "saving":  # a save lasts milliseconds: the signal may come just after it, which the checks allow
