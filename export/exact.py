@@ -21,6 +21,7 @@ STEP_BITS = 6  # the tanh table's step in the pre-activation: 2^-6
 TABLE_PEAK = (1 << 15) - 1  # int16 first-layer tables
 WEIGHT_PEAK = 127  # int8 weights, symmetric
 MAX_SHIFT = 14  # index = (sum + offset) >> shift: the offset N << shift stays far below 2^24
+BIAS_PEAK = 1 << 22  # a bias on its layer's integer scale: a quarter of the partial-sum room at most
 
 
 class NotExactable(NametoolError):
@@ -35,18 +36,19 @@ def exact_arrays(members: list[dict], context_size: int) -> tuple[dict[str, np.n
     for weights in members:
         t, b, s = _first_layer(weights["embed"], *weights["linear"][0], context_size, half)
         tables.append(t), biases.append(b), scales.append(s)
-    arrays = {spec.TABLES: np.concatenate(tables, axis=1).astype(np.int16),
-              spec.bias_name(1): np.concatenate(biases).astype(np.int32),
+    arrays = {spec.TABLES: _fits(np.concatenate(tables, axis=1), np.int16, "first layer"),
+              spec.bias_name(1): _fits(np.concatenate(biases), np.int32, "first layer's bias"),
               spec.scale_name(1): np.concatenate(scales).astype(np.float32),
               spec.TANH: tanh}
     for layer in range(2, len(members[0]["linear"])):
         parts = [_hidden_layer(*weights["linear"][layer - 1], half, layer) for weights in members]
-        arrays[spec.weight_name(layer)] = np.stack([p[0] for p in parts]).astype(np.int8)
-        arrays[spec.bias_name(layer)] = np.stack([p[1] for p in parts])[:, None, :].astype(np.int32)
+        arrays[spec.weight_name(layer)] = _fits(np.stack([p[0] for p in parts]), np.int8, f"hidden layer {layer}")
+        arrays[spec.bias_name(layer)] = _fits(np.stack([p[1] for p in parts])[:, None, :], np.int32,
+                                              f"hidden layer {layer}'s bias")
         arrays[spec.scale_name(layer)] = np.stack([p[2] for p in parts])[:, None, :].astype(np.float32)
     parts = [_output_layer(*weights["linear"][-1]) for weights in members]
-    arrays[spec.OUT_WEIGHT] = np.stack([p[0] for p in parts]).astype(np.int8)
-    arrays[spec.OUT_BIAS] = np.stack([p[1] for p in parts])[:, None, :].astype(np.int32)
+    arrays[spec.OUT_WEIGHT] = _fits(np.stack([p[0] for p in parts]), np.int8, "output layer")
+    arrays[spec.OUT_BIAS] = _fits(np.stack([p[1] for p in parts])[:, None, :], np.int32, "output bias")
     return arrays, np.stack([p[2] for p in parts]), half
 
 
@@ -60,16 +62,30 @@ def tanh_table(step_bits: int = STEP_BITS) -> tuple[np.ndarray, int]:
     return np.rint(spec.TANH_PEAK * np.tanh(j * 2.0 ** -step_bits)).astype(np.int16), half
 
 
-def _exponents(peak: np.ndarray, limit: float, what: str) -> np.ndarray:
-    """Per unit, the largest e with ``peak * 2^e <= limit``, at most ``STEP_BITS + MAX_SHIFT``."""
-    with np.errstate(divide="ignore"):
-        e = np.floor(np.log2(limit / np.where(peak > 0, peak, 1.0))).astype(np.int64)
-    e = np.minimum(np.where(peak > 0, e, STEP_BITS + MAX_SHIFT), STEP_BITS + MAX_SHIFT)
-    e -= (peak * np.exp2(e) > limit)  # log2 rounded up at a power of two
+def _exponents(peak: np.ndarray, limit: float, bias: np.ndarray, what: str) -> np.ndarray:
+    """Per unit, the largest e with ``peak * 2^e <= limit`` and ``|bias| * 2^e <= BIAS_PEAK``, at most
+    ``STEP_BITS + MAX_SHIFT``."""
+    e = np.minimum(_largest_exponent(peak, limit), _largest_exponent(np.abs(bias), BIAS_PEAK))
     if (e < STEP_BITS).any():
         raise NotExactable(f"{what}: weights too large for the exact form (|x| up to {peak.max():.3g}); "
                            "export with --form float")
     return e
+
+
+def _largest_exponent(peak: np.ndarray, limit: float) -> np.ndarray:
+    """Per unit, the largest e (at most ``STEP_BITS + MAX_SHIFT``) with ``peak * 2^e <= limit``."""
+    with np.errstate(divide="ignore"):
+        e = np.floor(np.log2(limit / np.where(peak > 0, peak, 1.0))).astype(np.int64)
+    e = np.minimum(np.where(peak > 0, e, STEP_BITS + MAX_SHIFT), STEP_BITS + MAX_SHIFT)
+    return e - (peak * np.exp2(e) > limit)  # log2 rounded up at a power of two
+
+
+def _fits(values: np.ndarray, dtype, what: str) -> np.ndarray:
+    """``values`` as ``dtype``, refused (not wrapped round) where one does not fit."""
+    info = np.iinfo(dtype)
+    if values.size and (values.min() < info.min or values.max() > info.max):
+        raise NotExactable(f"{what}: values beyond {np.dtype(dtype).name}; export with --form float")
+    return values.astype(dtype)
 
 
 def _index_bias(bias: np.ndarray, shift: np.ndarray, half: int) -> np.ndarray:
@@ -86,7 +102,7 @@ def _first_layer(embed: np.ndarray, weight: np.ndarray, bias: np.ndarray, contex
         raise NotExactable("the first layer does not read context_size embeddings")
     by_position = weight.astype(np.float64).reshape(hidden, context_size, dim)
     tables = np.einsum("vk,hck->cvh", embed.astype(np.float64), by_position).reshape(context_size * vocab, hidden)
-    e = _exponents(np.abs(tables).max(axis=0), TABLE_PEAK, "first layer")
+    e = _exponents(np.abs(tables).max(axis=0), TABLE_PEAK, bias.astype(np.float64), "first layer")
     q = np.rint(tables * np.exp2(e))
     b = np.rint(bias.astype(np.float64) * np.exp2(e)).astype(np.int64)
     shift = e - STEP_BITS
@@ -96,7 +112,8 @@ def _first_layer(embed: np.ndarray, weight: np.ndarray, bias: np.ndarray, contex
 def _hidden_layer(weight: np.ndarray, bias: np.ndarray, half: int, layer: int):
     """A later hidden layer reading 255 * tanh: int8 weights (in, out) on 2^(6 + s) / 255 per unit."""
     w = weight.astype(np.float64)
-    e = _exponents(np.abs(w).max(axis=1) / spec.TANH_PEAK, WEIGHT_PEAK, f"hidden layer {layer}")
+    e = _exponents(np.abs(w).max(axis=1) / spec.TANH_PEAK, WEIGHT_PEAK, bias.astype(np.float64),
+                   f"hidden layer {layer}")
     q = np.rint(w * (np.exp2(e) / spec.TANH_PEAK)[:, None])
     b = np.rint(bias.astype(np.float64) * np.exp2(e)).astype(np.int64)
     shift = e - STEP_BITS
@@ -108,7 +125,9 @@ def _output_layer(weight: np.ndarray, bias: np.ndarray):
     w = weight.astype(np.float64)
     peak = np.abs(w).max(axis=1)  # (vocab,)
     unit = 2.0 ** -(spec.LOGIT_SHIFT + spec.LOGIT_BITS)
-    multipliers = np.maximum(1, np.rint(peak / (WEIGHT_PEAK * spec.TANH_PEAK) / unit)).astype(np.int64)
+    # the weights' scale, coarser where the bias would pass BIAS_PEAK steps of it
+    step = np.maximum(peak / (WEIGHT_PEAK * spec.TANH_PEAK), np.abs(bias.astype(np.float64)) / BIAS_PEAK)
+    multipliers = np.maximum(1, np.rint(step / unit)).astype(np.int64)
     if multipliers.max() >= spec.MAX_MULTIPLIER:
         raise NotExactable(f"output weights too large for the exact form (|w| up to {peak.max():.3g}); "
                            "export with --form float")

@@ -30,12 +30,13 @@ TANH = "exact.tanh"  # int16 (2N + 1,): round(255 * tanh((j - N) * 2^-step_bits)
 
 
 def bias_name(layer: int) -> str:
-    """int32 (members * width,): bias plus the tanh index's rounding half and offset (hidden layers)."""
+    """int32: bias plus the tanh index's rounding half and offset; (members * width,) for the first
+    hidden layer, (members, 1, width) for the others."""
     return f"exact.bias{layer}"
 
 
 def scale_name(layer: int) -> str:
-    """float32 (members * width,): 2^-shift per unit, turning a layer's sum into a tanh table index."""
+    """float32, 2^-shift per unit, turning a layer's sum into a tanh table index; shaped as the bias."""
     return f"exact.scale{layer}"
 
 
@@ -45,7 +46,7 @@ def weight_name(layer: int) -> str:
 
 
 OUT_WEIGHT = "exact.out_weight"  # int8 (members, hidden, vocab)
-OUT_BIAS = "exact.out_bias"  # int32 (members, vocab)
+OUT_BIAS = "exact.out_bias"  # int32 (members, 1, vocab)
 
 PARTIAL_SUM_LIMIT = 1 << 24  # float32 holds every integer below this exactly
 LOGIT_SHIFT = 24  # l = (z * multiplier + 2^23) >> 24: logits in 2^-8 nats
@@ -81,9 +82,9 @@ def mixture(logits: np.ndarray, exp_table: np.ndarray, *, allowed: np.ndarray | 
     if allowed is not None:
         logits = np.where(allowed[:, None, :], logits, np.iinfo(np.int64).min)
     top = logits.max(axis=2, keepdims=True)
-    d = top - logits
+    d = top - logits  # >= 0 for allowed ids; masked ids' values wrapped round, and replaced next
     if allowed is not None:
-        np.maximum(d, 0, out=d)  # masked ids: any index, their mass is zeroed below
+        d = np.where(allowed[:, None, :], d, 0)  # their mass is zeroed below
     if t16 != FIXED_ONE:
         d = (d << 16) // t16
     np.minimum(d, len(exp_table) - 1, out=d)
@@ -134,8 +135,8 @@ def draw_ids(P: np.ndarray, u24: np.ndarray) -> np.ndarray:
 
 
 def temperature_fixed(temperature: float) -> int:
-    """t16 for a temperature > 0; 0 means greedy (temperatures below 2^-17 round to it)."""
-    return min(to_fixed(temperature), MAX_T16)
+    """t16 for a temperature >= 0; 0 means greedy (temperatures up to 2^-17 round to it)."""
+    return MAX_T16 if temperature >= MAX_T16 / FIXED_ONE else min(to_fixed(temperature), MAX_T16)
 
 
 def exact_probs(z: np.ndarray, multipliers: np.ndarray, exp_table: np.ndarray, *, temperature: float = 1.0,
@@ -174,6 +175,8 @@ def make_exp_table() -> np.ndarray:
 
 def check_exp_table(table) -> str | None:
     """What is wrong with a stored exp table, or None."""
+    if not all(isinstance(v, (int, np.integer)) and 0 <= v <= EXP_ONE for v in table):
+        return f"the exp table's entries must be integers from 0 to {EXP_ONE}"
     t = np.asarray(table, dtype=np.int64)
     if t.ndim != 1 or len(t) < 2 or len(t) > 1 << 16:
         return f"the exp table has {t.size} entries, expected 2 to 65,536"
@@ -190,8 +193,8 @@ def partial_sum_bounds(arrays: dict[str, np.ndarray], *, context_size: int, voca
     Raises ModelFileError, naming the initializer, where a tensor is missing or of the wrong shape.
     """
     width = members * hidden[0]
-    tables = _array(arrays, TABLES, (context_size * vocab_size, width))
-    tanh = _array(arrays, TANH, None)
+    tables = _array(arrays, TABLES, (context_size * vocab_size, width), np.int16)
+    tanh = _array(arrays, TANH, None, np.int16).astype(np.int64)
     if tanh.ndim != 1 or len(tanh) % 2 == 0 or len(tanh) < 3:
         raise ModelFileError(f"{TANH}: the tanh table must hold an odd number (3 or more) of entries, "
                              f"not shape {tanh.shape}")
@@ -199,29 +202,29 @@ def partial_sum_bounds(arrays: dict[str, np.ndarray], *, context_size: int, voca
         raise ModelFileError(f"{TANH}: values beyond {TANH_PEAK} in magnitude")
     peak = int(np.abs(tanh).max())
     by_position = np.abs(tables.astype(np.int64)).reshape(context_size, vocab_size, width).max(axis=1).sum(axis=0)
-    bias = _array(arrays, bias_name(1), (width,))
+    bias = _array(arrays, bias_name(1), (width,), np.int32)
     _check_scale(arrays, 1, (width,))
     bounds = {"layer1": int((by_position + np.abs(bias.astype(np.int64))).max())}
     for layer in range(2, len(hidden) + 1):
         shape = (members, hidden[layer - 2], hidden[layer - 1])
-        weight = _array(arrays, weight_name(layer), shape)
-        bias = _array(arrays, bias_name(layer), (members, 1, shape[2]))
+        weight = _array(arrays, weight_name(layer), shape, np.int8)
+        bias = _array(arrays, bias_name(layer), (members, 1, shape[2]), np.int32)
         _check_scale(arrays, layer, (members, 1, shape[2]))
         terms = peak * np.abs(weight.astype(np.int64)).sum(axis=1, keepdims=True)  # (members, 1, out)
         bounds[f"layer{layer}"] = int((terms + np.abs(bias.astype(np.int64))).max())
-    weight = _array(arrays, OUT_WEIGHT, (members, hidden[-1], vocab_size))
-    bias = _array(arrays, OUT_BIAS, (members, 1, vocab_size))
+    weight = _array(arrays, OUT_WEIGHT, (members, hidden[-1], vocab_size), np.int8)
+    bias = _array(arrays, OUT_BIAS, (members, 1, vocab_size), np.int32)
     terms = peak * np.abs(weight.astype(np.int64)).sum(axis=1, keepdims=True)
     bounds["output"] = int((terms + np.abs(bias.astype(np.int64))).max())
     return bounds
 
 
-def _array(arrays: dict, name: str, shape) -> np.ndarray:
+def _array(arrays: dict, name: str, shape, dtype) -> np.ndarray:
     if name not in arrays:
         raise ModelFileError(f"the exact form's tensor {name!r} is missing")
     value = arrays[name]
-    if value.dtype.kind not in "iu":
-        raise ModelFileError(f"{name}: expected integers, found {value.dtype}")
+    if value.dtype != dtype:
+        raise ModelFileError(f"{name}: expected {np.dtype(dtype).name} integers, found {value.dtype}")
     if shape is not None and value.shape != shape:
         raise ModelFileError(f"{name}: shape {value.shape}, expected {shape}")
     return value
@@ -239,30 +242,40 @@ def _check_scale(arrays: dict, layer: int, shape: tuple) -> None:
         raise ModelFileError(f"{name}: every entry must be a power of two from 2^-23 to 1")
 
 
+def exact_tables(meta) -> tuple[np.ndarray, np.ndarray]:
+    """(multipliers (members, vocab) int64, exp table int64) from the metadata, checked first:
+    raises ModelFileError naming what is wrong."""
+    exact, config = meta.exact, meta.model
+    if config.norm != "none":
+        raise ModelFileError("the exact form has no layer norm, yet the metadata says norm 'layer'")
+    if not 1 <= exact.tanh_step_bits <= 16:
+        raise ModelFileError(f"exact.tanh_step_bits {exact.tanh_step_bits} is outside 1..16")
+    problem = check_exp_table(exact.exp_table)
+    if problem:
+        raise ModelFileError(problem)
+    rows = exact.multipliers
+    if len(rows) != config.members or any(len(row) != len(meta.vocab) for row in rows):
+        raise ModelFileError(f"exact.multipliers must be {config.members} rows of {len(meta.vocab)}, one per "
+                             "member and id")
+    if not all(1 <= m < MAX_MULTIPLIER for row in rows for m in row):
+        raise ModelFileError("exact.multipliers must lie in 1..2^28-1")
+    return np.array(rows, dtype=np.int64), np.array(exact.exp_table, dtype=np.int64)
+
+
 def check_exact(arrays: dict[str, np.ndarray], meta) -> dict[str, int]:
     """Check a file's exact form against its metadata: shapes, tables, multipliers and every
     partial-sum bound recomputed from the stored integers. Returns the bounds; raises
     ModelFileError with one line naming what is wrong."""
-    exact, config = meta.exact, meta.model
-    if config.norm != "none":
-        raise ModelFileError("the exact form has no layer norm, yet the metadata says norm 'layer'")
-    problem = check_exp_table(exact.exp_table)
-    if problem:
-        raise ModelFileError(problem)
-    multipliers = np.asarray(exact.multipliers, dtype=object)
-    if multipliers.shape != (config.members, len(meta.vocab)):
-        raise ModelFileError(f"exact.multipliers has shape {multipliers.shape}, expected "
-                             f"({config.members}, {len(meta.vocab)})")
-    if not all(1 <= m < MAX_MULTIPLIER for m in multipliers.ravel()):
-        raise ModelFileError("exact.multipliers must lie in 1..2^28-1")
+    exact_tables(meta)
+    config = meta.model
     bounds = partial_sum_bounds(arrays, context_size=config.context_size, vocab_size=len(meta.vocab),
                                 members=config.members, hidden=config.hidden)
     for layer, bound in bounds.items():
         if bound >= PARTIAL_SUM_LIMIT:
             raise ModelFileError(f"exact form: a partial sum of {layer} can reach {bound:,}, not below 2^24 "
                                  "(float32 would round it)")
-    if exact.bounds != bounds:
-        raise ModelFileError(f"exact form: the stated bounds {exact.bounds} differ from the stored "
+    if meta.exact.bounds != bounds:
+        raise ModelFileError(f"exact form: the stated bounds {meta.exact.bounds} differ from the stored "
                              f"integers' {bounds}")
     return bounds
 

@@ -121,9 +121,7 @@ def plan(request: Request, meta: ModelMeta) -> Plan:
 
 
 def _exact_tables(meta: ModelMeta) -> tuple[np.ndarray, np.ndarray] | None:
-    if meta.exact is None:
-        return None
-    return np.array(meta.exact.multipliers, dtype=np.int64), np.array(meta.exact.exp_table, dtype=np.int64)
+    return None if meta.exact is None else exact.exact_tables(meta)
 
 
 def _encode(what: str, text: str, meta: ModelMeta, max_len: int) -> tuple[int, ...]:

@@ -223,9 +223,14 @@ class NameModel:
         self.vocab = meta.vocab
         self.context_size = meta.model.context_size
         self.rows_per_call = ROWS_PER_CALL[backend.name, backend.first_layer(meta)]
-        exact = meta.exact
-        self._exact = None if exact is None else (np.array(exact.multipliers, dtype=np.int64),
-                                                  np.array(exact.exp_table, dtype=np.int64))
+        self._exact = None
+        if meta.exact is not None:
+            from nametool.runtime.exact import exact_tables
+
+            try:
+                self._exact = exact_tables(meta)
+            except ModelFileError as exc:
+                raise ModelFileError(f"{path}: {exc}") from None
 
     @property
     def form(self) -> str:

@@ -74,7 +74,7 @@ def test_ties_go_to_the_lower_id_and_zero_mass_is_never_drawn():
 
 
 @pytest.mark.parametrize("value, fixed", [(1.0, 65536), (0.8, 52429), (2 ** -17, 0), (3 * 2 ** -17, 2),
-                                          (1e300, ex.MAX_T16)])
+                                          (1e300, ex.MAX_T16), (1.7e308, ex.MAX_T16)])
 def test_fixed_point_values_round_half_to_even(value, fixed):
     assert ex.temperature_fixed(value) == fixed
 
@@ -159,12 +159,16 @@ BAD_FILES = {
     "tanh table beyond 255": (lambda a: {ex.TANH: a[ex.TANH] * 2}, None, "values beyond 255 in magnitude"),
     "scale not a power of two": (lambda a: {ex.scale_name(1): a[ex.scale_name(1)] * np.float32(0.75)}, None,
                                  "power of two"),
-    "float tables": (lambda a: {ex.TABLES: a[ex.TABLES].astype(np.float32)}, None, "expected integers"),
+    "float tables": (lambda a: {ex.TABLES: a[ex.TABLES].astype(np.float32)}, None, "expected int16 integers"),
     "exp table cut": (None, lambda e: e.update(exp_table=e["exp_table"][:-1]), "end with one 0"),
-    "exp table rising": (None, lambda e: e["exp_table"].__setitem__(5, 70000), "fall"),
+    "exp table rising": (None, lambda e: e["exp_table"].__setitem__(5, 65500), "fall"),
+    "exp table entry past int64": (None, lambda e: e["exp_table"].__setitem__(5, 2 ** 70), "integers from 0 to"),
+    "multiplier past int64": (None, lambda e: e["multipliers"][0].__setitem__(0, 2 ** 70), "must lie in 1..2"),
+    "tanh table of int64": (lambda a: {ex.TANH: np.full(len(a[ex.TANH]), np.iinfo(np.int64).min)}, None,
+                            "expected int16 integers"),
     "stated bounds loosened": (None, lambda e: e["bounds"].update(layer1=1), "differ from the stored"),
     "multipliers missing a row": (None, lambda e: e.update(multipliers=e["multipliers"][:-1]),
-                                  "exact.multipliers has shape"),
+                                  "exact.multipliers must be 1 rows of"),
 }
 
 
@@ -211,3 +215,37 @@ def test_auto_runs_an_exact_file_on_numpy_and_a_float_file_on_onnxruntime():
     exact, floating = NameModel.load("default"), NameModel.load("default-float")
     assert (exact.engine, floating.engine) == ("numpy", "onnxruntime")
     assert exact.generate(500, seed=5) == NameModel.load("default", engine="onnxruntime").generate(500, seed=5)
+
+
+def test_masks_at_any_temperature_when_every_logit_is_negative():
+    """Logits below zero (a softmax is shift-invariant): masked ids must not reach the exp table."""
+    table = ex.make_exp_table()
+    logits = np.array([[[-900, -1000, -950, -1300]]], dtype=np.int64)
+    allowed = np.array([[False, True, True, True]])
+    for t16 in (ex.temperature_fixed(0.5), ex.FIXED_ONE, ex.temperature_fixed(3.0)):
+        mass = ex.mixture(logits, table, allowed=allowed, t16=t16)[0]
+        assert mass[0] == 0 and mass[2] > mass[1] > mass[3] > 0
+
+
+def test_export_keeps_a_bias_whose_weights_are_zero(tiny_run, tmp_path):
+    """An output id with no weights and a bias, and a dead hidden unit with a large bias: both kept on
+    a scale the bias fits (once a zero row's bias wrapped round int32 to 0)."""
+    pytest.importorskip("torch")
+    import copy
+
+    import torch
+
+    from nametool.export.onnx_export import export_onnx
+
+    result, _ = tiny_run
+    ckpt = copy.deepcopy(result.checkpoint)
+    with torch.no_grad():
+        ckpt.model.mlp[-1].weight[1] = 0.0
+        ckpt.model.mlp[-1].bias[1] = 1.0
+        ckpt.model.mlp[0].weight[3] = 0.0
+        ckpt.model.mlp[0].bias[3] = 20.0
+    export_onnx(ckpt, tmp_path / "m.onnx")
+    model = NameModel.load(tmp_path / "m.onnx")
+    z = model.integer_logits(np.zeros((1, model.context_size), np.int64))
+    logit = z[0, 0, 1] * model.meta.exact.multipliers[0][1] * 2.0 ** -32  # nats
+    assert logit == pytest.approx(1.0, abs=1e-4)
