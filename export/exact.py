@@ -139,49 +139,21 @@ def _output_layer(weight: np.ndarray, bias: np.ndarray):
 
 def exact_graph(arrays: dict[str, np.ndarray], meta: ModelMeta, half: int, extra: dict[str, np.ndarray],
                 opset: int):
-    """The ONNX model: int64 context (batch, context_size) -> float32 integers (batch, members, vocab).
-
-    ``extra``: initializers kept in the file for reading only (the embedding tables)."""
+    """The ONNX model of ``runtime.exact.graph_nodes``: int64 context (batch, context_size) -> float32
+    integers (batch, members, vocab). ``extra``: initializers kept in the file for reading only (the
+    embedding tables)."""
     from onnx import TensorProto, helper, numpy_helper
 
     config, vocab = meta.model, len(meta.vocab)
-    members, hidden = config.members, config.hidden
-    consts = {"exact.offsets": np.arange(config.context_size, dtype=np.int64) * vocab,
-              "exact.axis1": np.array([1], dtype=np.int64), "exact.low": np.array(0, dtype=np.float32),
-              "exact.high": np.array(2 * half, dtype=np.float32),
-              "exact.by_member": np.array([-1, members, hidden[0]], dtype=np.int64)}
-    nodes = []
-
-    def node(op, inputs, output, **attrs):
-        nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
-        return output
-
-    def as_float(name):  # integers stored narrow, computed in float32: folded to a constant on load
-        return node("Cast", [name], f"{name}.f", to=TensorProto.FLOAT)
-
-    def activation(summed, layer):
-        index = node("Floor", [node("Mul", [summed, spec.scale_name(layer)], f"scaled{layer}")], f"floor{layer}")
-        index = node("Clip", [index, "exact.low", "exact.high"], f"clipped{layer}")
-        index = node("Cast", [index], f"index{layer}", to=TensorProto.INT64)
-        return node("Gather", [tanh, index], f"tanh{layer}", axis=0)
-
-    tanh = as_float(spec.TANH)
-    ids = node("Add", [INPUT_NAME, "exact.offsets"], "ids")
-    rows = node("Gather", [as_float(spec.TABLES), ids], "rows1", axis=0)  # (batch, context, members * hidden)
-    summed = node("Add", [node("ReduceSum", [rows, "exact.axis1"], "sum1", keepdims=0),
-                          as_float(spec.bias_name(1))], "z1")
-    x = node("Reshape", [activation(summed, 1), "exact.by_member"], "a1")  # (batch, members, hidden)
-    x = node("Transpose", [x], "a1.t", perm=[1, 0, 2])  # (members, batch, hidden)
-    for layer in range(2, len(hidden) + 1):
-        product = node("MatMul", [x, as_float(spec.weight_name(layer))], f"mm{layer}")
-        x = activation(node("Add", [product, as_float(spec.bias_name(layer))], f"z{layer}"), layer)
-    z = node("Add", [node("MatMul", [x, as_float(spec.OUT_WEIGHT)], "mm.out"), as_float(spec.OUT_BIAS)], "z.out")
-    node("Transpose", [z], OUTPUT_NAME, perm=[1, 0, 2])  # (batch, members, vocab)
+    nodes = [helper.make_node(op, list(inputs), [output], name=output, **attrs)
+             for op, inputs, output, attrs in spec.graph_nodes(len(config.hidden))]
+    consts = spec.graph_constants(context_size=config.context_size, vocab_size=vocab, members=config.members,
+                                  hidden=config.hidden, tanh_entries=2 * half + 1)
     initializers = [numpy_helper.from_array(v, k) for k, v in {**arrays, **consts, **extra}.items()]
     graph = helper.make_graph(
         nodes, "nametool-exact",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.INT64, ["batch", config.context_size])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", members, vocab])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", config.members, vocab])],
         initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="nametool")
     model.ir_version = 8

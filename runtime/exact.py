@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from nametool.runtime.errors import ModelFileError
+from nametool.runtime.schema import INPUT_NAME, OUTPUT_NAME
 
 # Initializer names of the exact graph, shared by the exporter, the checks and other engines.
 TABLES = "exact.tables"  # int16 (context * vocab, members * hidden): first layer, folded, per position
@@ -47,6 +48,70 @@ def weight_name(layer: int) -> str:
 
 OUT_WEIGHT = "exact.out_weight"  # int8 (members, hidden, vocab)
 OUT_BIAS = "exact.out_bias"  # int32 (members, 1, vocab)
+
+OFFSETS, AXIS, LOW, HIGH, BY_MEMBER = "exact.offsets", "exact.axis1", "exact.low", "exact.high", "exact.by_member"
+FLOAT, INT64 = 1, 7  # the ONNX element types the graph casts to
+
+
+def graph_nodes(layers: int) -> list[tuple[str, tuple[str, ...], str, dict]]:
+    """The exact graph for ``layers`` hidden layers, node by node: (op_type, inputs, output,
+    attributes). Export writes exactly this, and load and ``verify`` require it of a file."""
+    nodes = []
+
+    def node(op: str, inputs: list[str], output: str, **attrs) -> str:
+        nodes.append((op, tuple(inputs), output, attrs))
+        return output
+
+    def as_float(name: str) -> str:  # integers stored narrow, computed in float32: a constant on load
+        return node("Cast", [name], f"{name}.f", to=FLOAT)
+
+    def activation(summed: str, layer: int) -> str:  # tanh[clip(floor(z * 2^-s), 0, 2N)]
+        index = node("Floor", [node("Mul", [summed, scale_name(layer)], f"scaled{layer}")], f"floor{layer}")
+        index = node("Clip", [index, LOW, HIGH], f"clipped{layer}")
+        return node("Gather", [tanh, node("Cast", [index], f"index{layer}", to=INT64)], f"tanh{layer}", axis=0)
+
+    tanh = as_float(TANH)
+    ids = node("Add", [INPUT_NAME, OFFSETS], "ids")
+    rows = node("Gather", [as_float(TABLES), ids], "rows1", axis=0)  # (batch, context, members * hidden)
+    summed = node("Add", [node("ReduceSum", [rows, AXIS], "sum1", keepdims=0), as_float(bias_name(1))], "z1")
+    x = node("Reshape", [activation(summed, 1), BY_MEMBER], "a1")  # (batch, members, hidden)
+    x = node("Transpose", [x], "a1.t", perm=[1, 0, 2])  # (members, batch, hidden)
+    for layer in range(2, layers + 1):
+        product = node("MatMul", [x, as_float(weight_name(layer))], f"mm{layer}")
+        x = activation(node("Add", [product, as_float(bias_name(layer))], f"z{layer}"), layer)
+    z = node("Add", [node("MatMul", [x, as_float(OUT_WEIGHT)], "mm.out"), as_float(OUT_BIAS)], "z.out")
+    node("Transpose", [z], OUTPUT_NAME, perm=[1, 0, 2])  # (batch, members, vocab)
+    return nodes
+
+
+def graph_constants(*, context_size: int, vocab_size: int, members: int, hidden: tuple[int, ...],
+                    tanh_entries: int) -> dict[str, np.ndarray]:
+    """The graph's other initializers, which follow from the configuration and the tanh table."""
+    return {OFFSETS: np.arange(context_size, dtype=np.int64) * vocab_size, AXIS: np.array([1], dtype=np.int64),
+            LOW: np.array(0, dtype=np.float32), HIGH: np.array(tanh_entries - 1, dtype=np.float32),
+            BY_MEMBER: np.array([-1, members, hidden[0]], dtype=np.int64)}
+
+
+def check_graph(nodes, arrays: dict[str, np.ndarray], meta) -> None:
+    """A file's graph must be the exact form's, node for node, with its constants: another graph
+    could compute anything, in any arithmetic. Raises ModelFileError naming the first difference."""
+    config = meta.model
+    expected = graph_nodes(len(config.hidden))
+    if len(nodes) != len(expected):
+        raise ModelFileError(f"exact form: the graph has {len(nodes)} nodes, not the exact form's {len(expected)}")
+    for i, (node, (op, inputs, output, attrs)) in enumerate(zip(nodes, expected)):
+        found = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in node.attributes.items()}
+        if (node.op_type, node.domain in ("", "ai.onnx"), tuple(node.inputs), tuple(node.outputs), found) != (
+                op, True, inputs, (output,), attrs):
+            raise ModelFileError(f"exact form: graph node {i} ({node.op_type} -> {', '.join(node.outputs)}) is not "
+                                 f"the exact form's ({op} -> {output})")
+    tanh_entries = len(arrays[TANH]) if TANH in arrays else 0
+    constants = graph_constants(context_size=config.context_size, vocab_size=len(meta.vocab),
+                                members=config.members, hidden=config.hidden, tanh_entries=tanh_entries)
+    for name, value in constants.items():
+        if name not in arrays or arrays[name].dtype != value.dtype or not np.array_equal(arrays[name], value):
+            raise ModelFileError(f"exact form: the graph constant {name!r} is missing or not the exact form's")
+
 
 PARTIAL_SUM_LIMIT = 1 << 24  # float32 holds every integer below this exactly
 LOGIT_SHIFT = 24  # l = (z * multiplier + 2^23) >> 24: logits in 2^-8 nats
@@ -262,12 +327,12 @@ def exact_tables(meta) -> tuple[np.ndarray, np.ndarray]:
     return np.array(rows, dtype=np.int64), np.array(exact.exp_table, dtype=np.int64)
 
 
-def check_exact(arrays: dict[str, np.ndarray], meta) -> dict[str, int]:
-    """Check a file's exact form against its metadata: shapes, tables, multipliers and every
-    partial-sum bound recomputed from the stored integers. Returns the bounds; raises
-    ModelFileError with one line naming what is wrong."""
+def check_exact(file, meta) -> dict[str, int]:
+    """Check a file's exact form (an ``onnxfile.OnnxFile``) against its metadata: shapes, tables,
+    multipliers, every partial-sum bound recomputed from the stored integers, and the graph itself.
+    Returns the bounds; raises ModelFileError with one line naming what is wrong."""
     exact_tables(meta)
-    config = meta.model
+    config, arrays = meta.model, file.initializers
     bounds = partial_sum_bounds(arrays, context_size=config.context_size, vocab_size=len(meta.vocab),
                                 members=config.members, hidden=config.hidden)
     for layer, bound in bounds.items():
@@ -277,6 +342,7 @@ def check_exact(arrays: dict[str, np.ndarray], meta) -> dict[str, int]:
     if meta.exact.bounds != bounds:
         raise ModelFileError(f"exact form: the stated bounds {meta.exact.bounds} differ from the stored "
                              f"integers' {bounds}")
+    check_graph(file.nodes, arrays, meta)
     return bounds
 
 

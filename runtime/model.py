@@ -294,7 +294,7 @@ class NameModel:
         from nametool.runtime.exact import check_exact
 
         try:
-            check_exact(read_onnx(self.data).initializers, self.meta)
+            check_exact(read_onnx(self.data), self.meta)
         except ModelFileError as exc:
             raise ModelFileError(f"{self.path}: {exc}") from None
 

@@ -96,7 +96,7 @@ def _verify_exact(model: NameModel, encoded: np.ndarray, stored: np.ndarray) -> 
 
     golden = model.meta.golden
     try:
-        bounds = check_exact(read_onnx(model.data).initializers, model.meta)
+        bounds = check_exact(read_onnx(model.data), model.meta)
     except ModelFileError as exc:
         return VerifyReport(False, 0, float("nan"), golden.tolerance, str(exc))
     mass = exact_probs(model.integer_logits(encoded), *model._exact)

@@ -172,6 +172,38 @@ BAD_FILES = {
 }
 
 
+def add_becomes_mul(proto):
+    next(node for node in proto.graph.node if node.output[0] == "z.out").op_type = "Mul"
+
+
+def offsets_all_zero(proto):
+    from onnx import numpy_helper
+
+    tensor = next(t for t in proto.graph.initializer if t.name == "exact.offsets")
+    tensor.CopyFrom(numpy_helper.from_array(np.zeros(len(tensor.int64_data) or tensor.dims[0], np.int64),
+                                            "exact.offsets"))
+
+
+GRAPH_EDITS = {"an Add become a Mul": (add_becomes_mul, "graph node"),
+               "offsets pointing every position at the first": (offsets_all_zero, "'exact.offsets'")}
+
+
+@pytest.mark.parametrize("case", sorted(GRAPH_EDITS))
+def test_a_graph_that_is_not_the_exact_forms_is_refused(tiny_run, tmp_path, case):
+    """Integers in bounds prove nothing of a graph that computes something else with them."""
+    import onnx
+
+    edit, message = GRAPH_EDITS[case]
+    _, onnx_path = tiny_run
+    proto = onnx.load(str(onnx_path))
+    edit(proto)
+    bad = tmp_path / "bad.onnx"
+    onnx.save(proto, str(bad))
+    for engine in ("onnxruntime", "numpy"):
+        with pytest.raises(ModelFileError, match=f"exact form: .*{message}"):
+            NameModel.load(bad, engine=engine)
+
+
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
 def test_a_broken_exact_file_fails_to_load_in_one_line(tiny_run, tmp_path, case):
     from click.testing import CliRunner
