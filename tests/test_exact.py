@@ -223,8 +223,29 @@ def test_a_broken_exact_file_fails_to_load_in_one_line(tiny_run, tmp_path, case)
         assert len(out.output.strip().splitlines()) == 1 and "Traceback" not in out.output
 
 
-def test_export_refuses_a_model_past_the_bounds_in_one_line(tiny_run, tmp_path):
-    """An output bias ten thousand nats large cannot sit on the weights' integer scale below 2^24."""
+def test_export_refuses_a_layer_whose_sums_could_reach_2_24(tiny_run):
+    """600 hidden units whose output weights all sit at the int8 peak: 255 * 127 * 600 > 2^24."""
+    from dataclasses import replace
+
+    from nametool.export.exact import NotExactable, exact_arrays, exact_form
+
+    result, _ = tiny_run
+    meta = result.checkpoint.meta
+    vocab, dim, context = len(meta.vocab), meta.model.embed_dim, meta.model.context_size
+    rng = np.random.default_rng(0)
+    member = {"embed": rng.normal(size=(vocab, dim)),
+              "linear": [(rng.normal(size=(600, context * dim)) * 0.1, np.zeros(600)),
+                         (np.full((vocab, 600), 0.01), np.zeros(vocab))]}
+    arrays, multipliers, _ = exact_arrays([member], context)
+    wide = replace(meta, model=replace(meta.model, hidden=(600,)))
+    with pytest.raises(NotExactable, match=r"a partial sum of output can reach 19,431,000, not below 2\^24; "
+                                           "export with --form float"):
+        exact_form(arrays, multipliers, wide)
+
+
+def test_export_refuses_a_model_the_exact_form_would_change_in_one_line(tiny_run, tmp_path):
+    """An output bias ten thousand nats large fits only a scale too coarse for the weights: the drift
+    check refuses it, and nothing is written."""
     pytest.importorskip("torch")
     import copy
 
@@ -237,7 +258,7 @@ def test_export_refuses_a_model_past_the_bounds_in_one_line(tiny_run, tmp_path):
     ckpt = copy.deepcopy(result.checkpoint)
     with torch.no_grad():
         ckpt.model.mlp[-1].bias.add_(1e4)
-    with pytest.raises(NametoolError, match="a partial sum of output can reach .* export with --form float"):
+    with pytest.raises(NametoolError, match="the exact form drifts too far from fp32: .*; nothing written"):
         export_onnx(ckpt, tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
 
