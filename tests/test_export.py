@@ -171,6 +171,8 @@ TAMPERING = {
     "swap q and x in the vocabulary": ({"payload": swap_letters("q", "x")}, "metadata section 'vocab'"),
     "edit the default temperature": ({"payload": lambda d: d["sampling"].update(temperature=0.8)},
                                      "metadata section 'sampling'"),
+    "add a metadata entry": ({"proto_edit": lambda proto: proto.metadata_props.add(key="note", value="x")},
+                             "metadata entry 'note' was added"),
 }
 
 
