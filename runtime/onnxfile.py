@@ -7,6 +7,7 @@ those of onnx.proto3; only what nametool's exports hold is decoded.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -190,16 +191,21 @@ def tensor_array(tensor: memoryview) -> tuple[str, np.ndarray]:
             dims.extend(_packed_varints(value))
         elif number == TENSOR_RAW:
             raw = _message(value)
-        elif number == TENSOR_FLOATS:
-            listed = (listed or []) + list(_packed_floats(value))
+        elif number == TENSOR_FLOATS:  # a field may repeat: extended in place, not copied each time
+            listed = [] if listed is None else listed
+            listed.extend(_packed_floats(value))
         elif number in (TENSOR_INT32S, TENSOR_INT64S):
-            listed = (listed or []) + [_signed(v) for v in _packed_varints(value)]
+            listed = [] if listed is None else listed
+            listed.extend(_signed(v) for v in _packed_varints(value))
         elif number == TENSOR_EXTERNAL:
             raise Malformed(f"tensor {name!r} keeps its data in another file")
     if dtype not in DTYPES:
         raise Malformed(f"tensor {name!r} has element type {TYPE_NAMES.get(dtype, dtype)}, which nametool never writes")
-    count = int(np.prod(dims, dtype=np.int64)) if dims else 1
+    count = math.prod(dims)  # Python integers: dims that overflow 64 bits stay what they say
     if raw is not None:
+        if len(raw) % np.dtype(DTYPES[dtype]).itemsize:
+            raise Malformed(f"tensor {name!r} has {len(raw)} bytes of data, not a whole number of "
+                            f"{TYPE_NAMES[dtype]} values")
         values = np.frombuffer(raw, dtype=DTYPES[dtype])
     else:
         values = np.array(listed or [], dtype=np.float64 if dtype in (1, 10, 11) else np.int64).astype(DTYPES[dtype])

@@ -419,3 +419,43 @@ def test_fuzzed_model_files_are_refused_or_verified_never_crash(tiny_run):
     # the mutations both break files and leave them loadable, and verify catches every change
     assert {"refused on load", "refused by verify"} <= outcomes and "loads and verifies" not in outcomes
     assert proc.stderr == ""  # onnxruntime printed nothing of its own
+
+
+def test_raw_data_short_of_a_whole_value_is_one_line_on_every_command(tmp_path):
+    """A tensor's raw bytes cut a few bytes short: refused by name, never a numpy traceback."""
+    from nametool.runtime.model import bundled_model_path
+
+    for model in ("lecture", "default-float"):
+        proto = onnx.load(str(bundled_model_path(f"{model}.onnx")))
+        tensor = max(proto.graph.initializer, key=lambda t: len(t.raw_data))
+        tensor.raw_data = tensor.raw_data[:-3]
+        bad = tmp_path / f"{model}.onnx"
+        onnx.save(proto, str(bad))
+        for args in (["generate", "--model", str(bad), "--engine", "numpy"], ["info", str(bad), "--engine", "numpy"],
+                     ["verify", str(bad), "--engine", "numpy"]):
+            out = CliRunner().invoke(run_main, args)
+            assert out.exit_code == 1 and "not a whole number of" in out.output and "Traceback" not in out.output
+            assert len(out.output.strip().splitlines()) == 1, out.output
+
+
+def test_a_tensor_in_many_repeated_fields_is_read_in_one_pass():
+    """200,000 float_data fields of one value each (protobuf allows it): read in linear time, as once
+    each field copied the list so far (quadratic: minutes)."""
+    from nametool.runtime.onnxfile import tensor_array
+
+    count = 200_000
+    values = np.arange(count, dtype="<f4")
+    fields = b"".join(b"\x25" + v.tobytes() for v in values)  # field 4 (float_data), 32-bit, unpacked
+    name = b"w"
+    message = b"\x08" + _varint(count) + b"\x10\x01" + b"\x42" + _varint(len(name)) + name + fields
+    got_name, got = tensor_array(memoryview(message))
+    assert got_name == "w" and got.shape == (count,) and np.array_equal(got, values)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
