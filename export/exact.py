@@ -67,8 +67,8 @@ def _exponents(peak: np.ndarray, limit: float, bias: np.ndarray, what: str) -> n
     ``STEP_BITS + MAX_SHIFT``."""
     e = np.minimum(_largest_exponent(peak, limit), _largest_exponent(np.abs(bias), BIAS_PEAK))
     if (e < STEP_BITS).any():
-        raise NotExactable(f"{what}: weights too large for the exact form (|x| up to {peak.max():.3g}); "
-                           "export with --form float")
+        raise NotExactable(f"{what}: weights or biases too large for the exact form (|w| up to {peak.max():.3g}, "
+                           f"|b| up to {np.abs(bias).max():.3g}); export with --form float")
     return e
 
 
@@ -129,8 +129,8 @@ def _output_layer(weight: np.ndarray, bias: np.ndarray):
     step = np.maximum(peak / (WEIGHT_PEAK * spec.TANH_PEAK), np.abs(bias.astype(np.float64)) / BIAS_PEAK)
     multipliers = np.maximum(1, np.rint(step / unit)).astype(np.int64)
     if multipliers.max() >= spec.MAX_MULTIPLIER:
-        raise NotExactable(f"output weights too large for the exact form (|w| up to {peak.max():.3g}); "
-                           "export with --form float")
+        raise NotExactable(f"output weights or biases too large for the exact form (|w| up to {peak.max():.3g}, "
+                           f"|b| up to {np.abs(bias).max():.3g}); export with --form float")
     step = multipliers * unit * spec.TANH_PEAK  # the real weight of one integer step, per id
     q = np.clip(np.rint(w / step[:, None]), -WEIGHT_PEAK, WEIGHT_PEAK)
     b = np.rint(bias.astype(np.float64) / (multipliers * unit)).astype(np.int64)

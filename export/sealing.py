@@ -33,9 +33,8 @@ class ExportReport:
 
 
 def set_metadata(proto, meta: ModelMeta) -> None:
-    kept = [p for p in proto.metadata_props if p.key != METADATA_KEY]
+    """The file's one metadata entry (``verify`` names any other as added since export)."""
     del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, meta.to_json()
 

@@ -100,9 +100,10 @@ def check_graph(nodes, arrays: dict[str, np.ndarray], meta) -> None:
     if len(nodes) != len(expected):
         raise ModelFileError(f"exact form: the graph has {len(nodes)} nodes, not the exact form's {len(expected)}")
     for i, (node, (op, inputs, output, attrs)) in enumerate(zip(nodes, expected)):
-        found = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in node.attributes.items()}
-        if (node.op_type, node.domain in ("", "ai.onnx"), tuple(node.inputs), tuple(node.outputs), found) != (
-                op, True, inputs, (output,), attrs):
+        same_attrs = node.attributes.keys() == attrs.keys() and all(
+            type(node.attributes[k]) is type(v) and node.attributes[k] == v for k, v in attrs.items())
+        if (node.op_type, node.domain in ("", "ai.onnx"), tuple(node.inputs), tuple(node.outputs), same_attrs) != (
+                op, True, inputs, (output,), True):
             raise ModelFileError(f"exact form: graph node {i} ({node.op_type} -> {', '.join(node.outputs)}) is not "
                                  f"the exact form's ({op} -> {output})")
     tanh_entries = len(arrays[TANH]) if TANH in arrays else 0

@@ -240,3 +240,6 @@ def _check_supported(node) -> None:
     if len(node.outputs) != 1:
         raise ModelFileError(f"{node.op_type} node {node.name!r}: the numpy engine handles one output per node, "
                              f"not {len(node.outputs)}")
+    for key, value in node.attributes.items():  # a tensor only as a Constant's value: nametool writes no other
+        if isinstance(value, np.ndarray) and not (node.op_type == "Constant" and key == "value"):
+            raise ModelFileError(f"{node.op_type} node {node.name!r}: attribute {key!r} holds a tensor")

@@ -93,8 +93,13 @@ def _read_model(model: memoryview) -> OnnxFile:
             opsets[_text(entry.get(OPSET_DOMAIN, b""))] = _int(entry.get(OPSET_VERSION, 0))
         elif number == MODEL_METADATA:
             entry = dict(_fields(_message(value)))
-            metadata[_text(entry.get(ENTRY_KEY, b""))] = _text(entry.get(ENTRY_VALUE, b""))
+            key = _text(entry.get(ENTRY_KEY, b""))
+            if key in metadata:  # readers disagree on which copy wins: none is taken
+                raise Malformed(f"metadata entry {key!r} appears twice")
+            metadata[key] = _text(entry.get(ENTRY_VALUE, b""))
         elif number == MODEL_GRAPH:
+            if graph is not None:  # protobuf merges a repeated message field; our readers would not
+                raise Malformed("the graph field appears twice")
             graph = _message(value)
     if graph is None:
         raise Malformed("no graph")
@@ -104,6 +109,8 @@ def _read_model(model: memoryview) -> OnnxFile:
             nodes.append(_node(_message(value)))
         elif number == GRAPH_INITIALIZERS:
             name, array = tensor_array(_message(value))
+            if name in initializers:  # onnxruntime runs the first copy, a dict would keep the last
+                raise Malformed(f"initializer {name!r} appears twice")
             initializers[name] = array
         elif number == GRAPH_INPUTS:
             inputs.append(_value_info(_message(value)))

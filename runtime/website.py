@@ -183,4 +183,5 @@ def _swap_in(staging: Path, out_dir: Path, parent: Path) -> None:
             os.replace(old / "site", out_dir)
             raise
     finally:
-        shutil.rmtree(old, ignore_errors=True)
+        if out_dir.exists():  # else putting the old site back failed too: its only copy stays in ``old``
+            shutil.rmtree(old, ignore_errors=True)

@@ -302,3 +302,50 @@ def test_export_keeps_a_bias_whose_weights_are_zero(tiny_run, tmp_path):
     z = model.integer_logits(np.zeros((1, model.context_size), np.int64))
     logit = z[0, 0, 1] * model.meta.exact.multipliers[0][1] * 2.0 ** -32  # nats
     assert logit == pytest.approx(1.0, abs=1e-4)
+
+
+def twice_the_tables(proto):
+    """A halved copy of the first-layer tables put before the real one: onnxruntime would run it."""
+    from onnx import numpy_helper
+
+    tensor = next(t for t in proto.graph.initializer if t.name == "exact.tables")
+    proto.graph.initializer.insert(0, numpy_helper.from_array(numpy_helper.to_array(tensor) // 2, "exact.tables"))
+
+
+def twice_the_metadata(proto):
+    entry = next(p for p in proto.metadata_props if p.key == "nametool")
+    proto.metadata_props.add(key="nametool", value=entry.value)
+
+
+def cast_to_as_a_tensor(proto):
+    from onnx import helper
+
+    node = next(n for n in proto.graph.node if n.output[0] == "index1")
+    del node.attribute[:]
+    node.attribute.append(helper.make_attribute("to", helper.make_tensor("t", 7, [2], [7, 7])))
+
+
+SMUGGLED = {"an initializer twice": (twice_the_tables, "initializer 'exact.tables' appears twice"),
+            "the metadata entry twice": (twice_the_metadata, "metadata entry 'nametool' appears twice"),
+            "an attribute as a tensor": (cast_to_as_a_tensor, "")}
+
+
+@pytest.mark.parametrize("case", sorted(SMUGGLED))
+def test_a_file_that_readers_would_read_differently_is_refused_in_one_line(tiny_run, tmp_path, case):
+    """What onnxruntime and our own readers could take differently is refused, on every command."""
+    import onnx
+    from click.testing import CliRunner
+
+    from nametool.runtime.cli import main as run_main
+
+    edit, message = SMUGGLED[case]
+    _, onnx_path = tiny_run
+    proto = onnx.load(str(onnx_path))
+    edit(proto)
+    bad = tmp_path / "bad.onnx"
+    onnx.save(proto, str(bad))
+    for engine in ("onnxruntime", "numpy"):
+        for command in (["verify", str(bad)], ["generate", "--model", str(bad), "-n", "3"]):
+            out = CliRunner().invoke(run_main, [*command, "--engine", engine])
+            assert out.exit_code == 1 and message in out.output and "Traceback" not in out.output, out.output
+            assert len(out.output.strip().splitlines()) == 1, out.output

@@ -8,7 +8,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 need=()
-command -v qemu-x86_64-static >/dev/null || need+=(qemu-user-static)
+command -v qemu-x86_64-static >/dev/null || command -v qemu-x86_64 >/dev/null || need+=(qemu-user-static)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
@@ -17,7 +17,7 @@ if [ ${#need[@]} -gt 0 ]; then
         echo "error: ${need[*]} missing; install them (as root: apt-get install ${need[*]})" >&2
         exit 1
     fi
-    if ! (apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null); then
+    if ! (export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null); then
         echo "error: apt-get could not install ${need[*]}" >&2
         exit 1
     fi

@@ -636,6 +636,7 @@ function text(bytes, field) {
 export function readOnnx(bytes) {
   const metadata = {};
   const tensors = {};
+  let graphSeen = false;
   for (const field of fields(bytes)) {
     if (field.number === 14 && field.wire === 2) {
       let key = "";
@@ -644,8 +645,11 @@ export function readOnnx(bytes) {
         if (f.number === 1 && f.wire === 2) key = text(bytes, f);
         if (f.number === 2 && f.wire === 2) value = text(bytes, f);
       }
+      if (Object.hasOwn(metadata, key)) throw new NametoolError(`not a well-formed ONNX file: metadata entry '${key}' appears twice`);
       metadata[key] = value;
     } else if (field.number === 7 && field.wire === 2) {
+      if (graphSeen) throw new NametoolError("not a well-formed ONNX file: the graph field appears twice");
+      graphSeen = true;
       for (const f of fields(bytes, field.start, field.end)) {
         if (f.number === 5 && f.wire === 2) readTensor(bytes, f, tensors);
       }
@@ -683,6 +687,7 @@ function readTensor(bytes, field, tensors) {
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const values = new Type(count);
   for (let i = 0; i < count; i++) values[i] = view[getter](i * Type.BYTES_PER_ELEMENT, true);
+  if (Object.hasOwn(tensors, name)) throw new NametoolError(`not a well-formed ONNX file: initializer '${name}' appears twice`);
   tensors[name] = { dims, values };
 }
 
