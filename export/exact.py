@@ -15,7 +15,7 @@ import numpy as np
 
 from nametool.runtime import exact as spec
 from nametool.runtime.errors import NametoolError
-from nametool.runtime.schema import INPUT_NAME, OUTPUT_NAME, ExactForm, ModelMeta
+from nametool.runtime.schema import INPUT_NAME, MAX_MULTIPLIER, OUTPUT_NAME, ExactForm, ModelMeta
 
 STEP_BITS = 6  # the tanh table's step in the pre-activation: 2^-6
 TABLE_PEAK = (1 << 15) - 1  # int16 first-layer tables
@@ -128,7 +128,7 @@ def _output_layer(weight: np.ndarray, bias: np.ndarray):
     # the weights' scale, coarser where the bias would pass BIAS_PEAK steps of it
     step = np.maximum(peak / (WEIGHT_PEAK * spec.TANH_PEAK), np.abs(bias.astype(np.float64)) / BIAS_PEAK)
     multipliers = np.maximum(1, np.rint(step / unit)).astype(np.int64)
-    if multipliers.max() >= spec.MAX_MULTIPLIER:
+    if multipliers.max() >= MAX_MULTIPLIER:
         raise NotExactable(f"output weights or biases too large for the exact form (|w| up to {peak.max():.3g}, "
                            f"|b| up to {np.abs(bias).max():.3g}); export with --form float")
     step = multipliers * unit * spec.TANH_PEAK  # the real weight of one integer step, per id

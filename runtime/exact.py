@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from nametool.runtime.errors import ModelFileError
-from nametool.runtime.schema import INPUT_NAME, OUTPUT_NAME
+from nametool.runtime.schema import EXP_ONE, INPUT_NAME, OUTPUT_NAME
 
 # Initializer names of the exact graph, shared by the exporter, the checks and other engines.
 TABLES = "exact.tables"  # int16 (context * vocab, members * hidden): first layer, folded, per position
@@ -116,9 +116,7 @@ def check_graph(nodes, arrays: dict[str, np.ndarray], meta) -> None:
 
 PARTIAL_SUM_LIMIT = 1 << 24  # float32 holds every integer below this exactly
 LOGIT_SHIFT = 24  # l = (z * multiplier + 2^23) >> 24: logits in 2^-8 nats
-MAX_MULTIPLIER = 1 << 28  # z * multiplier stays below 2^52
 LOGIT_BITS = 8  # the exp table's step: 2^-8 nats
-EXP_ONE = 1 << 16  # EXP[0]
 MASS_SHIFT = 24  # each member's distribution sums to at most 2^24
 FIXED_ONE = 1 << 16  # temperature, top-p and min-p as multiples of 2^-16
 MAX_T16 = 1 << 46  # a larger temperature divides every d to 0 all the same
@@ -239,18 +237,6 @@ def make_exp_table() -> np.ndarray:
     return np.append(values[values > 0], 0)
 
 
-def check_exp_table(table) -> str | None:
-    """What is wrong with a stored exp table, or None."""
-    if not all(isinstance(v, (int, np.integer)) and 0 <= v <= EXP_ONE for v in table):
-        return f"the exp table's entries must be integers from 0 to {EXP_ONE}"
-    t = np.asarray(table, dtype=np.int64)
-    if t.ndim != 1 or len(t) < 2 or len(t) > 1 << 16:
-        return f"the exp table has {t.size} entries, expected 2 to 65,536"
-    if t[0] != EXP_ONE or t[-1] != 0 or (t[:-1] <= 0).any() or (np.diff(t) > 0).any():
-        return f"the exp table must start at {EXP_ONE}, fall, stay positive and end with one 0"
-    return None
-
-
 def partial_sum_bounds(arrays: dict[str, np.ndarray], *, context_size: int, vocab_size: int, members: int,
                        hidden: tuple[int, ...]) -> dict[str, int]:
     """The largest magnitude any partial sum of each reduction can reach, whatever the summation order,
@@ -309,22 +295,15 @@ def _check_scale(arrays: dict, layer: int, shape: tuple) -> None:
 
 
 def exact_tables(meta) -> tuple[np.ndarray, np.ndarray]:
-    """(multipliers (members, vocab) int64, exp table int64) from the metadata, checked first:
-    raises ModelFileError naming what is wrong."""
+    """(multipliers (members, vocab) int64, exp table int64) from the metadata, whose values the
+    schema has checked (``ExactForm``); here what depends on the rest of it. Raises ModelFileError."""
     exact, config = meta.exact, meta.model
     if config.norm != "none":
         raise ModelFileError("the exact form has no layer norm, yet the metadata says norm 'layer'")
-    if not 1 <= exact.tanh_step_bits <= 16:
-        raise ModelFileError(f"exact.tanh_step_bits {exact.tanh_step_bits} is outside 1..16")
-    problem = check_exp_table(exact.exp_table)
-    if problem:
-        raise ModelFileError(problem)
     rows = exact.multipliers
     if len(rows) != config.members or any(len(row) != len(meta.vocab) for row in rows):
         raise ModelFileError(f"exact.multipliers must be {config.members} rows of {len(meta.vocab)}, one per "
                              "member and id")
-    if not all(1 <= m < MAX_MULTIPLIER for row in rows for m in row):
-        raise ModelFileError("exact.multipliers must lie in 1..2^28-1")
     return np.array(rows, dtype=np.int64), np.array(exact.exp_table, dtype=np.int64)
 
 

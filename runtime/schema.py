@@ -247,6 +247,20 @@ class GraphForm:
 
 
 FORMS = ("exact", "float")
+EXP_ONE = 1 << 16  # an exact file's exp table starts here (docs/exact.md)
+MAX_EXP_ENTRIES = 1 << 16
+MAX_MULTIPLIER = 1 << 28  # an integer logit times its multiplier stays below 2^52
+
+
+def exp_table_problem(table) -> str | None:
+    """What is wrong with an exact file's exp table, or None."""
+    if not all(_is_int(v) and 0 <= v <= EXP_ONE for v in table):
+        return f"the exp table's entries must be integers from 0 to {EXP_ONE}"
+    if not 2 <= len(table) <= MAX_EXP_ENTRIES:
+        return f"the exp table has {len(table)} entries, expected 2 to {MAX_EXP_ENTRIES:,}"
+    if table[0] != EXP_ONE or table[-1] != 0 or min(table[:-1]) <= 0 or any(a < b for a, b in zip(table, table[1:])):
+        return f"the exp table must start at {EXP_ONE}, fall, stay positive and end with one 0"
+    return None
 
 
 @dataclass(frozen=True)
@@ -263,6 +277,15 @@ class ExactForm:
     exp_table: tuple[int, ...]
     multipliers: tuple[tuple[int, ...], ...]  # (members, vocab)
     bounds: dict[str, int]
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.tanh_step_bits <= 16:
+            raise ModelFileError(f"exact.tanh_step_bits {self.tanh_step_bits} is outside 1..16")
+        problem = exp_table_problem(self.exp_table)
+        if problem:
+            raise ModelFileError(problem)
+        if not all(_is_int(m) and 1 <= m < MAX_MULTIPLIER for row in self.multipliers for m in row):
+            raise ModelFileError("exact.multipliers must lie in 1..2^28-1")
 
 
 @dataclass(frozen=True)
