@@ -121,9 +121,9 @@ def test_the_engines_integers_equal_torchs_on_every_validation_context(tiny_run,
     assert np.array_equal(got, np.round(got)) and np.abs(got).max() < 2 ** 24
 
 
-def rewritten(src: Path, dst: Path, *, tensors=None, payload=None) -> Path:
-    """A copy of an exact file with initializers replaced (name -> array, or None to drop) or its
-    metadata JSON edited; the digests are left as export wrote them."""
+def rewritten(src: Path, dst: Path, *, tensors=None, payload=None, edit=None) -> Path:
+    """A copy of an exact file with initializers replaced (name -> array, or None to drop), its
+    metadata JSON edited, or ``edit(proto)`` applied; the digests are left as export wrote them."""
     import json
 
     import onnx
@@ -141,6 +141,8 @@ def rewritten(src: Path, dst: Path, *, tensors=None, payload=None) -> Path:
         data = json.loads(entry.value)
         payload(data["exact"])
         entry.value = json.dumps(data)
+    if edit is not None:
+        edit(proto)
     onnx.save(proto, str(dst))
     return dst
 
@@ -192,14 +194,8 @@ GRAPH_EDITS = {"an Add become a Mul": (add_becomes_mul, "graph node"),
 @pytest.mark.parametrize("case", sorted(GRAPH_EDITS))
 def test_a_graph_that_is_not_the_exact_forms_is_refused(tiny_run, tmp_path, case):
     """Integers in bounds prove nothing of a graph that computes something else with them."""
-    import onnx
-
     edit, message = GRAPH_EDITS[case]
-    _, onnx_path = tiny_run
-    proto = onnx.load(str(onnx_path))
-    edit(proto)
-    bad = tmp_path / "bad.onnx"
-    onnx.save(proto, str(bad))
+    bad = rewritten(tiny_run[1], tmp_path / "bad.onnx", edit=edit)
     for engine in ("onnxruntime", "numpy"):
         with pytest.raises(ModelFileError, match=f"exact form: .*{message}"):
             NameModel.load(bad, engine=engine)
@@ -334,17 +330,12 @@ SMUGGLED = {"an initializer twice": (twice_the_tables, "initializer 'exact.table
 @pytest.mark.parametrize("case", sorted(SMUGGLED))
 def test_a_file_that_readers_would_read_differently_is_refused_in_one_line(tiny_run, tmp_path, case):
     """What onnxruntime and our own readers could take differently is refused, on every command."""
-    import onnx
     from click.testing import CliRunner
 
     from nametool.runtime.cli import main as run_main
 
     edit, message = SMUGGLED[case]
-    _, onnx_path = tiny_run
-    proto = onnx.load(str(onnx_path))
-    edit(proto)
-    bad = tmp_path / "bad.onnx"
-    onnx.save(proto, str(bad))
+    bad = rewritten(tiny_run[1], tmp_path / "bad.onnx", edit=edit)
     for engine in ("onnxruntime", "numpy"):
         for command in (["verify", str(bad)], ["generate", "--model", str(bad), "-n", "3"]):
             out = CliRunner().invoke(run_main, [*command, "--engine", engine])
